@@ -1,0 +1,4 @@
+"""Keypoint models."""
+from .dummy_model import DummyKeypointModel
+
+__all__ = ["DummyKeypointModel"]

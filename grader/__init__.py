@@ -1,0 +1,1 @@
+"""Instructor side of the pack: generating the student release and grading submissions."""

@@ -1,0 +1,171 @@
+"""
+The student version of every file with a TODO is generated from its solution.
+
+Solution files live in solutions/exercise_code/, at the same relative path as in
+exercise_code/. They mark the code students write with nbgrader's markers:
+
+    ### BEGIN SOLUTION
+    ... reference code ...
+    ### END SOLUTION
+
+nbgrader strips these markers from notebooks only (it copies .py files verbatim),
+so this module does the same for .py files, with the same semantics: the region is
+replaced by `# YOUR CODE HERE` and `raise NotImplementedError()` at the marker's
+indentation.
+
+    python -m grader.release student     # regenerate the student files in exercise_code/
+    python -m grader.release check       # exit 1 if exercise_code/ has drifted
+    python -m grader.release solved DIR  # a solved workspace: exercise_code/ with the solutions in
+"""
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STUDENT_PACKAGE = REPO_ROOT / "exercise_code"
+SOLUTION_PACKAGE = REPO_ROOT / "solutions" / "exercise_code"
+DATASETS = REPO_ROOT / "datasets"
+DEFAULT_SOLVED_DIR = REPO_ROOT / "build" / "solved"
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
+
+
+class MarkerError(ValueError):
+    """Solution markers that do not pair up."""
+
+
+def strip_solutions(text, name="<text>"):
+    """
+    Replace each solution region of a source file with the student stub.
+
+    Inputs:
+    - text: Source code with ### BEGIN SOLUTION / ### END SOLUTION lines
+    - name: File name for error messages
+
+    Returns:
+    - The student version of the text
+    """
+    out, region_start = [], None
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        marker = line.strip()
+        if marker == BEGIN:
+            if region_start is not None:
+                raise MarkerError(f"{name}:{number}: {BEGIN} inside the region opened at line {region_start}")
+            region_start = number
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(f"{indent}{stub}\n" for stub in CODE_STUB)
+        elif marker == END:
+            if region_start is None:
+                raise MarkerError(f"{name}:{number}: {END} without a {BEGIN}")
+            region_start = None
+        elif region_start is None:
+            out.append(line)
+    if region_start is not None:
+        raise MarkerError(f"{name}:{region_start}: {BEGIN} is never closed by {END}")
+    return "".join(out)
+
+
+def solution_files():
+    """Relative paths (e.g. data/facial_keypoints_dataset.py) of the solution files."""
+    return sorted(p.relative_to(SOLUTION_PACKAGE) for p in SOLUTION_PACKAGE.rglob("*.py"))
+
+
+def student_versions():
+    """Map each student file path to the text generated from its solution."""
+    return {
+        STUDENT_PACKAGE / rel: strip_solutions((SOLUTION_PACKAGE / rel).read_text(), str(rel))
+        for rel in solution_files()
+    }
+
+
+def drifted_files():
+    """Student files that differ from what their solution generates (missing ones included)."""
+    return [path for path, text in student_versions().items()
+            if not path.is_file() or path.read_text() != text]
+
+
+def write_student_files():
+    """Regenerate the student files; return the paths that changed."""
+    changed = drifted_files()
+    for path, text in student_versions().items():
+        if path in changed:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    return changed
+
+
+def build_solved_workspace(dest=DEFAULT_SOLVED_DIR):
+    """
+    Build a workspace as a student who solved everything would have it.
+
+    dest/exercise_code is exercise_code/ with each solution file in place of its
+    student version, and dest/datasets links to the repo's datasets/ so that the
+    package's default data folder still works. Rebuilt from scratch on each call.
+
+    Returns:
+    - dest, as a Path
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest, prefix=".staging-"))
+    try:
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(STUDENT_PACKAGE, staging / "exercise_code", ignore=ignore)
+        shutil.copytree(SOLUTION_PACKAGE, staging / "exercise_code", ignore=ignore, dirs_exist_ok=True)
+        target = dest / "exercise_code"
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging / "exercise_code", target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    link = dest / "datasets"
+    if not link.exists():
+        DATASETS.mkdir(exist_ok=True)
+        link.symlink_to(DATASETS, target_is_directory=True)
+    return dest
+
+
+def use_solved_package(dest=DEFAULT_SOLVED_DIR):
+    """
+    Build the solved workspace and make `import exercise_code` find it first.
+
+    Must run before anything imports exercise_code. Returns the workspace path.
+    """
+    if "exercise_code" in sys.modules:
+        raise RuntimeError("exercise_code is already imported; call use_solved_package() first")
+    dest = build_solved_workspace(dest)
+    sys.path.insert(0, str(dest))
+    return dest
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Generate student files from the solutions.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("student", help="regenerate the student files in exercise_code/")
+    commands.add_parser("check", help="exit 1 if exercise_code/ differs from what solutions/ generates")
+    solved = commands.add_parser("solved", help="build a solved workspace")
+    solved.add_argument("dest", nargs="?", default=DEFAULT_SOLVED_DIR, type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "student":
+        changed = write_student_files()
+        print("\n".join(f"wrote {p.relative_to(REPO_ROOT)}" for p in changed) or "up to date")
+    elif args.command == "check":
+        drifted = drifted_files()
+        for path in drifted:
+            print(f"{path.relative_to(REPO_ROOT)} differs from what its solution generates")
+        if drifted:
+            print("Edit the file under solutions/exercise_code/, then run: python -m grader.release student")
+            return 1
+        print("exercise_code/ is up to date with solutions/")
+    else:
+        print(f"solved workspace: {build_solved_workspace(args.dest)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""
+Shared fixtures. The tests run against the *solved* package: exercise_code/ with
+every solution file from solutions/exercise_code/ in place (see grader/release.py).
+Tests of the untouched student stubs run the real exercise_code/ in a subprocess.
+"""
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from grader.release import REPO_ROOT, use_solved_package
+
+SOLVED_WORKSPACE = use_solved_package(Path(tempfile.mkdtemp(prefix="solved-")))
+
+# Where the course's data zips are: ../shared beside the repo unless set otherwise.
+SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+TRAIN_ZIP = Path(os.environ.get("FACIAL_KEYPOINTS_SOURCE") or SHARED_DATASETS / "facial_keypoints.zip")
+TEST_ZIP = Path(os.environ.get("FACIAL_KEYPOINTS_TEST_SOURCE") or SHARED_DATASETS / "facial_keypoints_test.zip")
+
+
+def _require(path):
+    if not path.is_file():
+        message = f"{path} not found: set FACIAL_KEYPOINTS_SOURCE / FACIAL_KEYPOINTS_TEST_SOURCE"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI must never pass by skipping the data tests
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A folder with training.csv and val.csv, unpacked from the course zip once per run."""
+    from exercise_code.data.download import fetch_dataset
+    return fetch_dataset(_require(TRAIN_ZIP), tmp_path_factory.mktemp("data") / "facial_keypoints")
+
+
+@pytest.fixture(scope="session")
+def test_data_dir(tmp_path_factory):
+    """A folder with the hidden test.csv, unpacked from the instructor's zip."""
+    from exercise_code.data.download import fetch_dataset
+    return fetch_dataset(_require(TEST_ZIP), tmp_path_factory.mktemp("hidden") / "facial_keypoints_test")
+
+
+@pytest.fixture(scope="session")
+def train_set(data_dir):
+    from exercise_code.data import FacialKeypointsDataset
+    return FacialKeypointsDataset(data_dir, "train")
+
+
+@pytest.fixture(scope="session")
+def val_set(data_dir):
+    from exercise_code.data import FacialKeypointsDataset
+    return FacialKeypointsDataset(data_dir, "val")
