@@ -52,3 +52,33 @@ def train_set(data_dir):
 def val_set(data_dir):
     from exercise_code.data import FacialKeypointsDataset
     return FacialKeypointsDataset(data_dir, "val")
+
+
+@pytest.fixture
+def make_csv(tmp_path):
+    """
+    Write a small synthetic keypoints CSV (no real faces) and return its path.
+
+    make_csv(name, rows=3, edit=None): each row has a random image and keypoints
+    inside the image; `edit(header, rows)` may change the lists of string fields
+    before they are written, to build a broken file.
+    """
+    import numpy as np
+
+    from exercise_code.data.keypoints import KEYPOINT_COLUMNS
+
+    def make(name="faces.csv", rows=3, edit=None, seed=0):
+        rng = np.random.default_rng(seed)
+        header = KEYPOINT_COLUMNS + ["Image"]
+        table = []
+        for _ in range(rows):
+            keypoints = [f"{v:.4f}" for v in rng.uniform(10, 85, size=30)]
+            image = " ".join(str(v) for v in rng.integers(0, 256, size=96 * 96))
+            table.append(keypoints + [image])
+        if edit:
+            edit(header, table)
+        path = tmp_path / name
+        path.write_text("\n".join(",".join(fields) for fields in [header] + table) + "\n")
+        return path
+
+    return make

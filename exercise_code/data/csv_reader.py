@@ -101,12 +101,12 @@ def _read_table(path):
         )
     if len(table) == 0:
         raise DataFormatError(f"{path}: the file has a header but no data rows")
-    short = table[IMAGE_COLUMN].isna().to_numpy()  # pandas pads short rows with NaN
-    if short.any():
-        line = np.flatnonzero(short)[0] + _FIRST_DATA_LINE
+    image = table[IMAGE_COLUMN]
+    no_image = (image.isna() | (image.fillna("").str.strip() == "")).to_numpy()  # short rows are padded
+    if no_image.any():
+        line = np.flatnonzero(no_image)[0] + _FIRST_DATA_LINE
         raise DataFormatError(
-            f"{path}, line {line}: the row ends before the {IMAGE_COLUMN} column "
-            f"(is the file truncated?)")
+            f"{path}, line {line}: the row has no {IMAGE_COLUMN} (is the file truncated?)")
     return table
 
 

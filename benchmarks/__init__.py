@@ -1,0 +1,1 @@
+"""Benchmark scripts: each compares the pack with a baseline in the same run."""
