@@ -28,12 +28,13 @@ def show_all_keypoints(image, keypoints, predicted_keypoints=None, ax=None, lege
     - ax
     """
     ax = ax or plt.gca()
-    ax.imshow(torch.as_tensor(image).reshape(96, 96).cpu(), cmap="gray", vmin=0, vmax=1)
+    # numpy, not tensors: matplotlib warns (on stderr) about tensors' __array__
+    ax.imshow(torch.as_tensor(image).detach().reshape(96, 96).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
     sets = [(keypoints, "o", "")]
     if predicted_keypoints is not None:
         sets.append((predicted_keypoints, "x", " (predicted)"))
     for points, marker, suffix in sets:
-        pixels = unit_to_pixels(as_keypoint_array(points).detach().cpu()[0])  # (15, 2)
+        pixels = unit_to_pixels(as_keypoint_array(points).detach().cpu()[0]).numpy()  # (15, 2)
         for label, ids, colour in GROUPS:
             ax.scatter(pixels[ids, 0], pixels[ids, 1], s=25, marker=marker, c=colour, label=label + suffix)
     if legend:

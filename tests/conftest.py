@@ -29,17 +29,29 @@ def _require(path):
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-    """A folder with training.csv and val.csv, unpacked from the course zip once per run."""
-    from exercise_code.data.download import fetch_dataset
-    return fetch_dataset(_require(TRAIN_ZIP), tmp_path_factory.mktemp("data") / "facial_keypoints")
+def train_zip():
+    """The students' data zip (training.csv, val.csv)."""
+    return _require(TRAIN_ZIP)
 
 
 @pytest.fixture(scope="session")
-def test_data_dir(tmp_path_factory):
+def test_zip():
+    """The instructor's zip with the hidden test.csv."""
+    return _require(TEST_ZIP)
+
+
+@pytest.fixture(scope="session")
+def data_dir(train_zip, tmp_path_factory):
+    """A folder with training.csv and val.csv, unpacked from the course zip once per run."""
+    from exercise_code.data.download import fetch_dataset
+    return fetch_dataset(train_zip, tmp_path_factory.mktemp("data") / "facial_keypoints")
+
+
+@pytest.fixture(scope="session")
+def test_data_dir(test_zip, tmp_path_factory):
     """A folder with the hidden test.csv, unpacked from the instructor's zip."""
     from exercise_code.data.download import fetch_dataset
-    return fetch_dataset(_require(TEST_ZIP), tmp_path_factory.mktemp("hidden") / "facial_keypoints_test")
+    return fetch_dataset(test_zip, tmp_path_factory.mktemp("hidden") / "facial_keypoints_test")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,83 @@
+"""The one scoring function, evaluate_model and the dummy model."""
+import pytest
+import torch
+from torch import nn
+
+from benchmarks.data_pipeline import typical_student_cnn
+from benchmarks.i2dl_baseline import i2dl_evaluate_model
+from exercise_code.evaluation import evaluate_model, keypoint_score, predict
+from exercise_code.networks import DummyKeypointModel
+
+
+def test_score_formula():
+    """Is the score 1 / (2 * MSE) over all 30 coordinates?"""
+    target = torch.zeros(4, 15, 2)
+    predicted = torch.full((4, 30), 0.1)  # MSE 0.01 -> score 50
+    assert keypoint_score(predicted, target) == pytest.approx(50.0)
+    assert keypoint_score(target, target) == float("inf")
+
+
+@pytest.mark.parametrize("predicted, words", [
+    (torch.zeros(4, 29), "shape"),
+    (torch.zeros(3, 30), "3 predictions for 4 targets"),
+    (torch.full((4, 30), float("nan")), "NaN or infinity"),
+    (torch.full((4, 30), float("inf")), "NaN or infinity"),
+])
+def test_bad_predictions(predicted, words):
+    """Are wrong shapes and non-finite predictions refused with a clear message?"""
+    with pytest.raises(ValueError, match=words):
+        keypoint_score(predicted, torch.zeros(4, 15, 2))
+
+
+def test_matches_i2dl_per_image_loop(val_set):
+    """Does evaluate_model equal I2DL's per-image loop to 1e-6 relative (trained-looking and random models)?"""
+    torch.manual_seed(0)
+    for model in (DummyKeypointModel(), typical_student_cnn()):
+        ours = evaluate_model(model, val_set)
+        theirs = i2dl_evaluate_model(model, val_set)
+        assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+def test_model_mode_is_left_as_found(val_set):
+    """Are train mode, eval mode and mixed modes all restored after scoring?"""
+    model = nn.Sequential(typical_student_cnn(), nn.Dropout(0.5))
+    model.train()
+    model[1].eval()
+    before = [m.training for m in model.modules()]
+    evaluate_model(model, torch.utils.data.Subset(val_set, range(16)))
+    assert [m.training for m in model.modules()] == before
+
+
+def test_scoring_is_deterministic_and_untracked(val_set):
+    """Does scoring a dropout model in train mode use eval mode (same score twice) and track no gradients?"""
+    model = nn.Sequential(typical_student_cnn(), nn.Dropout(0.5)).train()
+    subset = torch.utils.data.Subset(val_set, range(32))
+    assert evaluate_model(model, subset) == evaluate_model(model, subset)
+    assert all(p.grad is None for p in model.parameters())
+    assert not predict(model, torch.zeros(2, 1, 96, 96)).requires_grad
+
+
+def test_flat_and_shaped_outputs_score_the_same(val_set):
+    """Is a model returning (N, 15, 2) scored like one returning (N, 30)?"""
+    flat = DummyKeypointModel()
+    shaped = nn.Sequential(DummyKeypointModel(), nn.Unflatten(1, (15, 2)))
+    assert evaluate_model(shaped, val_set) == evaluate_model(flat, val_set)
+
+
+def test_empty_dataset():
+    """Is an empty dataset an error instead of a division by zero?"""
+    with pytest.raises(ValueError, match="empty"):
+        evaluate_model(DummyKeypointModel(), [])
+
+
+def test_dummy_model_shapes():
+    """Does the dummy take a batch or a single image and return (N, 30)?"""
+    model = DummyKeypointModel()
+    assert model(torch.zeros(5, 1, 96, 96)).shape == (5, 30)
+    assert model(torch.zeros(1, 96, 96)).shape == (1, 30)
+
+
+def test_dummy_model_is_the_floor(val_set):
+    """Does the dummy score something real but below the pass mark of 100?"""
+    score = evaluate_model(DummyKeypointModel(), val_set)
+    assert 20 < score < 100

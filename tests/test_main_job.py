@@ -1,0 +1,44 @@
+"""The README's main job and the benchmark script run end to end."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from grader.release import REPO_ROOT
+
+
+def run(args, tmp_path):
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_end_to_end(train_zip, test_zip, tmp_path):
+    """Does solutions/end_to_end.py get the data, draw faces and print both dummy scores?"""
+    result = run(["solutions/end_to_end.py", "--source", str(train_zip), "--test-source", str(test_zip),
+                  "--data-dir", str(tmp_path / "data"), "--test-data-dir", str(tmp_path / "hidden"),
+                  "--out", str(tmp_path / "out")], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "train 2369, val 472, test 398 faces" in result.stdout
+    assert "val: " in result.stdout and "test: " in result.stdout
+    assert (tmp_path / "out" / "faces.png").stat().st_size > 10_000
+
+
+def test_end_to_end_without_a_source(tmp_path):
+    """Without data or a source, does the main job say what to run (no traceback)?"""
+    env_free = {k: v for k, v in os.environ.items() if k != "FACIAL_KEYPOINTS_SOURCE"}
+    result = subprocess.run([sys.executable, "solutions/end_to_end.py", "--data-dir", str(tmp_path / "d")],
+                            cwd=REPO_ROOT, env=env_free, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "python -m exercise_code.data.download --source" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_benchmark_smoke(data_dir, tmp_path):
+    """Does the data benchmark run and print its three measurements (small subset, no targets)?"""
+    result = run(["benchmarks/data_pipeline.py", "--data", str(data_dir), "--limit", "64"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    for words in ("from warm cache", "one epoch", "scoring a"):
+        assert words in result.stdout
