@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -29,17 +28,10 @@ from grader.release import use_solved_package  # noqa: E402
 
 use_solved_package()
 from benchmarks.i2dl_baseline import I2DLFacialKeypointsDataset, i2dl_evaluate_model  # noqa: E402
+from benchmarks.models import typical_student_cnn  # noqa: E402
 from exercise_code.data import FacialKeypointsDataset  # noqa: E402
 from exercise_code.data.download import default_data_dir  # noqa: E402
 from exercise_code.evaluation import evaluate_model  # noqa: E402
-
-
-def typical_student_cnn():
-    """Four blocks Conv3x3 -> ReLU -> MaxPool with 16-32-64-128 channels, then 4608 -> 256 -> 30."""
-    layers, channels = [], [1, 16, 32, 64, 128]
-    for c_in, c_out in zip(channels, channels[1:]):
-        layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * 6 * 6, 256), nn.ReLU(), nn.Linear(256, 30))
 
 
 def seconds(fn, repeat=1):

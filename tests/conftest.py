@@ -94,3 +94,10 @@ def make_csv(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tests_use_the_solved_package():
+    """Guard: every test must see the solved package, not the student stubs or a stale build."""
+    import exercise_code
+    assert Path(exercise_code.__file__).is_relative_to(SOLVED_WORKSPACE), exercise_code.__file__

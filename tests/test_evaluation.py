@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.data_pipeline import typical_student_cnn
+from benchmarks.models import typical_student_cnn
 from benchmarks.i2dl_baseline import i2dl_evaluate_model
 from exercise_code.evaluation import evaluate_model, keypoint_score, predict
 from exercise_code.networks import DummyKeypointModel
