@@ -19,7 +19,7 @@ from grader.release import REPO_ROOT, use_solved_package  # noqa: E402
 
 use_solved_package()
 from exercise_code.data import FacialKeypointsDataset  # noqa: E402
-from exercise_code.data.download import DataSourceError, default_data_dir, fetch_dataset  # noqa: E402
+from exercise_code.data.download import DataSourceError, fetch_dataset  # noqa: E402
 from exercise_code.evaluation import evaluate_model  # noqa: E402
 from exercise_code.networks import DummyKeypointModel  # noqa: E402
 from exercise_code.visualization import show_keypoint_grid  # noqa: E402
@@ -32,7 +32,7 @@ def main(argv=None):
     parser.add_argument("--source", help="zip or URL of the students' data (default: $FACIAL_KEYPOINTS_SOURCE)")
     parser.add_argument("--test-source", default=os.environ.get(TEST_SOURCE_ENV),
                         help=f"zip or URL of the hidden test split (default: ${TEST_SOURCE_ENV})")
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
+    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "datasets" / "facial_keypoints")
     parser.add_argument("--test-data-dir", type=Path, default=REPO_ROOT / "datasets" / "facial_keypoints_test")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "end_to_end")
     args = parser.parse_args(argv)
