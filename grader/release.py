@@ -11,10 +11,11 @@ exercise_code/. They mark the code students write with nbgrader's markers:
 nbgrader strips these markers from notebooks only (it copies .py files verbatim),
 so this module does the same for .py files, with the same semantics: the region is
 replaced by `# YOUR CODE HERE` and `raise NotImplementedError()` at the marker's
-indentation.
+indentation. The solution notebooks, solutions/*.ipynb, become the student
+notebooks in exercise_09/ through nbgrader's own preprocessors.
 
-    python -m grader.release student     # regenerate the student files in exercise_code/
-    python -m grader.release check       # exit 1 if exercise_code/ has drifted
+    python -m grader.release student     # regenerate the student files in exercise_code/ and exercise_09/
+    python -m grader.release check       # exit 1 if exercise_code/ or exercise_09/ has drifted
     python -m grader.release solved DIR  # a solved workspace: exercise_code/ with the solutions in
 """
 import argparse
@@ -27,6 +28,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STUDENT_PACKAGE = REPO_ROOT / "exercise_code"
 SOLUTION_PACKAGE = REPO_ROOT / "solutions" / "exercise_code"
+SOLUTION_NOTEBOOKS = REPO_ROOT / "solutions"    # solutions/*.ipynb, nbgrader source notebooks
+STUDENT_NOTEBOOKS = REPO_ROOT / "exercise_09"   # their student versions
 DATASETS = REPO_ROOT / "datasets"
 DEFAULT_SOLVED_DIR = REPO_ROOT / "build" / "solved"
 
@@ -69,6 +72,32 @@ def strip_solutions(text, name="<text>"):
     return "".join(out)
 
 
+def student_notebook(text):
+    """
+    The student version of an nbgrader source notebook.
+
+    Runs the steps of `nbgrader generate_assignment` that work on the notebook
+    alone, in its order; we leave out the ones that need a course directory or
+    its database (IncludeHeaderFooter, InstantiateTests, SaveCells).
+
+    Inputs:
+    - text: The source notebook's JSON
+
+    Returns:
+    - The student notebook's JSON: solutions stubbed, outputs cleared, cells locked
+    """
+    import nbformat  # imported here: nbgrader takes seconds to import, and only notebooks need it
+    from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearMarkScheme,
+                                        ClearOutput, ClearSolutions, ComputeChecksums, LockCells)
+
+    steps = [LockCells, ClearSolutions, ClearOutput, CheckCellMetadata, ComputeChecksums,
+             ClearHiddenTests, ClearMarkScheme, ComputeChecksums, CheckCellMetadata]
+    notebook, resources = nbformat.reads(text, as_version=4), {}
+    for step in steps:
+        notebook, resources = step().preprocess(notebook, resources)
+    return nbformat.writes(notebook) + "\n"
+
+
 def solution_files():
     """Relative paths (e.g. data/facial_keypoints_dataset.py) of the solution files."""
     return sorted(p.relative_to(SOLUTION_PACKAGE) for p in SOLUTION_PACKAGE.rglob("*.py"))
@@ -76,10 +105,13 @@ def solution_files():
 
 def student_versions():
     """Map each student file path to the text generated from its solution."""
-    return {
+    files = {
         STUDENT_PACKAGE / rel: strip_solutions((SOLUTION_PACKAGE / rel).read_text(), str(rel))
         for rel in solution_files()
     }
+    for source in sorted(SOLUTION_NOTEBOOKS.glob("*.ipynb")):
+        files[STUDENT_NOTEBOOKS / source.name] = student_notebook(source.read_text())
+    return files
 
 
 def drifted_files():
@@ -103,8 +135,9 @@ def build_solved_workspace(dest=DEFAULT_SOLVED_DIR):
     Build a workspace as a student who solved everything would have it.
 
     dest/exercise_code is exercise_code/ with each solution file in place of its
-    student version, and dest/datasets links to the repo's datasets/ so that the
-    package's default data folder still works. Rebuilt from scratch on each call.
+    student version, dest/exercise_09 holds the solution notebooks, and
+    dest/datasets links to the repo's datasets/ so that the package's default
+    data folder still works. Rebuilt from scratch on each call.
 
     Returns:
     - dest, as a Path
@@ -122,6 +155,9 @@ def build_solved_workspace(dest=DEFAULT_SOLVED_DIR):
         os.replace(staging / "exercise_code", target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    (dest / "exercise_09").mkdir(exist_ok=True)
+    for notebook in SOLUTION_NOTEBOOKS.glob("*.ipynb"):
+        shutil.copy2(notebook, dest / "exercise_09" / notebook.name)
     link = dest / "datasets"
     if not link.exists():
         DATASETS.mkdir(exist_ok=True)

@@ -41,6 +41,12 @@ def test_rows_with_missing_keypoints_are_dropped_and_counted(make_csv):
     assert data.num_dropped == 2 and len(data.images) == 2
 
 
+def assert_mentions(error, *words):
+    """The error's message contains every word."""
+    for word in words:
+        assert word in str(error.value)
+
+
 def _set(row, column, value):
     def edit(header, rows):
         rows[row][column] = value
@@ -70,8 +76,7 @@ def test_bad_file_names_file_line_and_problem(make_csv, scenario):
     path = make_csv(f"{scenario}.csv", edit=edit)
     with pytest.raises(DataFormatError) as error:
         read_keypoints_csv(path)
-    for word in [str(path)] + words:
-        assert word in str(error.value)
+    assert_mentions(error, str(path), *words)
 
 
 def test_empty_file(tmp_path):
@@ -97,8 +102,7 @@ def test_truncated_file(make_csv, cut, words):
     path.write_text(text[:last_row_start + cut])
     with pytest.raises(DataFormatError) as error:
         read_keypoints_csv(path)
-    for word in [str(path)] + words:
-        assert word in str(error.value)
+    assert_mentions(error, str(path), *words)
 
 
 def test_not_a_csv(tmp_path):
