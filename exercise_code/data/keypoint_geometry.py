@@ -80,8 +80,22 @@ def transform_keypoints(keypoints, matrix):
     - New tensor of shape (K, 2), same dtype as keypoints
     """
     m = matrix.to(torch.float64)
-    moved = keypoints.to(torch.float64) @ m[:2, :2].T + m[:2, 2]  # (K, 2)
+    moved = _apply(m, keypoints[:, 0].double(), keypoints[:, 1].double())  # (K, 2)
     return moved.to(keypoints.dtype)
+
+
+def _apply(matrix, xs, ys):
+    """
+    Apply a 3x3 affine map to points given as coordinate tensors xs, ys (any shape S).
+
+    Written out elementwise rather than as a matmul: for a (N, 2) @ (2, 2) product
+    PyTorch starts its thread pool, which costs far more than the arithmetic.
+
+    Returns:
+    - Tensor of shape S + (2,)
+    """
+    (a, b, c), (d, e, f) = matrix[:2].tolist()
+    return torch.stack([a * xs + b * ys + c, d * xs + e * ys + f], dim=-1)
 
 
 def warp_image(image, matrix):
@@ -100,8 +114,7 @@ def warp_image(image, matrix):
     inverse = torch.linalg.inv(matrix.to(torch.float64))
     ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64),
                             torch.arange(width, dtype=torch.float64), indexing="ij")
-    points = torch.stack([xs, ys], dim=-1)                             # (H, W, 2) output pixels
-    source = points @ inverse[:2, :2].T + inverse[:2, 2]               # (H, W, 2) input pixels
+    source = _apply(inverse, xs, ys)                                   # (H, W, 2) input pixels
     # grid_sample wants [-1, 1] with align_corners=True: -1 and 1 are the centres
     # of the first and last pixel, which is the pixel-index convention.
     size = torch.tensor([width - 1, height - 1], dtype=torch.float64)
