@@ -195,9 +195,9 @@ def main(argv=None):
         for path in drifted:
             print(f"{path.relative_to(REPO_ROOT)} differs from what its solution generates")
         if drifted:
-            print("Edit the file under solutions/exercise_code/, then run: python -m grader.release student")
+            print("Edit its source under solutions/, then run: python -m grader.release student")
             return 1
-        print("exercise_code/ is up to date with solutions/")
+        print("exercise_code/ and exercise_09/ are up to date with solutions/")
     else:
         print(f"solved workspace: {build_solved_workspace(args.dest)}")
     return 0
