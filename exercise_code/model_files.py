@@ -93,10 +93,10 @@ def read_model_file(path):
             warnings.simplefilter("ignore")
             contents = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many kinds: pickle, zip, runtime errors
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        # Not torch's own message: it suggests weights_only=False, which would run the file's code.
         raise ModelFileError(
-            f"{path} is not a model file saved by save_model ({first_line}). "
-            "Save your model with exercise_code.model_files.save_model.") from None
+            f"{path} is not a model file saved by save_model: it cannot be read as plain tensors "
+            f"({type(error).__name__}). Save your model with exercise_code.model_files.save_model.") from None
     problem = _shape_problem(contents)
     if problem:
         raise ModelFileError(f"{path} is not a model file saved by save_model: {problem}")

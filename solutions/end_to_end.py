@@ -1,12 +1,14 @@
 """
-The pack's main job, end to end, as a student who solved everything would run it:
-get the data, build the datasets, draw some faces, score a model.
+The pack's main job, end to end, as a student who solved everything and the
+instructor who grades them would run it:
 
-    python solutions/end_to_end.py [--source ZIP_OR_URL] [--test-source ZIP_OR_URL]
+    data -> datasets -> faces.png -> train -> save -> submission zip -> grade
 
-Sources default to $FACIAL_KEYPOINTS_SOURCE and $FACIAL_KEYPOINTS_TEST_SOURCE. The
-hidden test split is optional: without it, only the validation score is printed.
-The run happens in the solved workspace build/solved (see grader/release.py).
+    python solutions/end_to_end.py [--source ZIP_OR_URL] [--test-source ZIP_OR_URL] [--minutes M]
+
+Sources default to $FACIAL_KEYPOINTS_SOURCE and $FACIAL_KEYPOINTS_TEST_SOURCE.
+The student's side runs in the solved workspace build/solved (see
+grader/release.py); the grader then scores the zip on the hidden test split.
 """
 import argparse
 import os
@@ -17,27 +19,37 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for `grader`
 from grader.release import REPO_ROOT, use_solved_package  # noqa: E402
 
-use_solved_package()
-from exercise_code.data import FacialKeypointsDataset  # noqa: E402
-from exercise_code.data.download import DataSourceError, fetch_dataset  # noqa: E402
-from exercise_code.evaluation import evaluate_model  # noqa: E402
-from exercise_code.networks import DummyKeypointModel  # noqa: E402
-from exercise_code.visualization import show_keypoint_grid  # noqa: E402
-
 TEST_SOURCE_ENV = "FACIAL_KEYPOINTS_TEST_SOURCE"
+DEMO_MINUTES = 3.0  # enough to pass the course threshold; the reference gets 15
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", help="zip or URL of the students' data (default: $FACIAL_KEYPOINTS_SOURCE)")
     parser.add_argument("--test-source", default=os.environ.get(TEST_SOURCE_ENV),
                         help=f"zip or URL of the hidden test split (default: ${TEST_SOURCE_ENV})")
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "datasets" / "facial_keypoints")
     parser.add_argument("--test-data-dir", type=Path, default=REPO_ROOT / "datasets" / "facial_keypoints_test")
+    parser.add_argument("--minutes", type=float, default=DEMO_MINUTES, help="training budget of the reference model")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "end_to_end")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    print("[1/4] Getting the data")
+
+def main(argv=None):
+    args = parse_args(argv)
+    workspace = use_solved_package()
+    # Imported here, not at the top: grading processes import this module again.
+    from exercise_code.data import FacialKeypointsDataset
+    from exercise_code.data.download import DataSourceError, fetch_dataset
+    from exercise_code.evaluation import evaluate_model
+    from exercise_code.model_files import save_model
+    from exercise_code.networks import DummyKeypointModel
+    from exercise_code.submission import create_submission_zip
+    from exercise_code.visualization import show_keypoint_grid
+    from grader.api import grade
+    from train_reference import train_reference
+
+    print("[1/7] Getting the data")
     try:
         data_dir = fetch_dataset(args.source, args.data_dir)
         test_dir = fetch_dataset(args.test_source, args.test_data_dir) if args.test_source else None
@@ -45,25 +57,39 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 1
 
-    print("[2/4] Building the datasets")
+    print("[2/7] Building the datasets")
     start = time.perf_counter()
     splits = {split: FacialKeypointsDataset(data_dir, split) for split in ("train", "val")}
     if test_dir:
         splits["test"] = FacialKeypointsDataset(test_dir, "test")
     sizes = ", ".join(f"{name} {len(dataset)}" for name, dataset in splits.items())
     print(f"      {sizes} faces ({time.perf_counter() - start:.2f} s)")
+    dummy_score = evaluate_model(DummyKeypointModel(), splits["val"])
+    print(f"      the dummy model scores {dummy_score:.2f} on val (1 / (2 * MSE); 100 passes)")
 
-    print("[3/4] Drawing faces with their keypoints")
+    print(f"[3/7] Training the reference model ({args.minutes:g} minutes on the course machine)")
+    model, history = train_reference(data_dir, args.minutes, log=lambda line: print(f"      {line}"))
+
+    print("[4/7] Drawing validation faces with its predictions")
     args.out.mkdir(parents=True, exist_ok=True)
-    model = DummyKeypointModel()
-    picture = args.out / "faces.png"
-    show_keypoint_grid(splits["val"], model=model, path=picture)
-    print(f"      {picture}")
+    show_keypoint_grid(splits["val"], model=model, path=args.out / "faces.png")
+    print(f"      {args.out / 'faces.png'}")
 
-    print("[4/4] Scoring the dummy model (1 / (2 * MSE); 100 passes)")
-    for name in ("val", "test"):
-        if name in splits:
-            print(f"      {name}: {evaluate_model(model, splits[name]):.2f}")
+    print("[5/7] Saving the model")
+    model_path = save_model(model, workspace / "models" / "keypoint_model.pt")
+    print(f"      {model_path} ({model_path.stat().st_size / 1e6:.2f} MB)")
+
+    print("[6/7] Building the submission zip")
+    zip_path = create_submission_zip(model_path=model_path, out_dir=args.out, pack_root=workspace)
+
+    if not test_dir:
+        print("[7/7] No hidden test split given (--test-source): not grading")
+        return 0
+    print("[7/7] Grading the zip on the hidden test split")
+    result = grade(submissions=[zip_path], test_data=test_dir, out_dir=args.out / "grades", force=True)[0]
+    print(f"      {result['output']}")
+    print(f"      score on the hidden test split: {result['extra_data']['raw_score']:.1f} "
+          f"-> {result['score']:g}/{result['tests'][-1]['max_score']:g} points")
     return 0
 
 

@@ -16,14 +16,16 @@ def run(args, tmp_path):
 
 @pytest.mark.slow
 def test_end_to_end(train_zip, test_zip, tmp_path):
-    """Does solutions/end_to_end.py get the data, draw faces and print both dummy scores?"""
+    """Does solutions/end_to_end.py go from the data zips to a graded submission, printing the score?"""
     result = run(["solutions/end_to_end.py", "--source", str(train_zip), "--test-source", str(test_zip),
                   "--data-dir", str(tmp_path / "data"), "--test-data-dir", str(tmp_path / "hidden"),
-                  "--out", str(tmp_path / "out")], tmp_path)
-    assert result.returncode == 0, result.stderr
+                  "--out", str(tmp_path / "out"), "--minutes", "0.5"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "train 2369, val 472, test 398 faces" in result.stdout
-    assert "val: " in result.stdout and "test: " in result.stdout
+    assert "score on the hidden test split: " in result.stdout
     assert (tmp_path / "out" / "faces.png").stat().st_size > 10_000
+    assert (tmp_path / "out" / "exercise_09.zip").is_file()
+    assert (tmp_path / "out" / "grades" / "grades.csv").is_file()
 
 
 def test_end_to_end_without_a_source(tmp_path):

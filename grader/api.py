@@ -1,0 +1,230 @@
+"""
+grade(): the one function that owns the grading boundary and its defaults.
+
+    from grader.api import grade
+    results = grade(submissions=["submissions/"], test_data="datasets/facial_keypoints_test",
+                    out_dir="results", jobs=2)
+
+For each submission it writes out_dir/<name>.json (Gradescope's results.json
+shape, written atomically as soon as that submission is done), then rebuilds
+out_dir/grades.csv and out_dir/leaderboard.md from every result in out_dir. The
+command line (grader/cli.py) is a thin layer over this function.
+"""
+import hashlib
+import json
+import re
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from exercise_code.data.csv_reader import DataFormatError, read_keypoints_csv
+from exercise_code.data.keypoints import pixels_to_unit
+
+from .parallel import run_isolated
+from .pipeline import Context, grade_submission, make_result
+from .points import PointsRule
+from .results import read_result, write_gradebook, write_json_atomic
+from .sandbox import DESCRIPTIONS, IsolationError, Limits, detect_isolation, exposed_paths
+from .unpack import find_submission_root, holds_submission
+
+RESULTS_VERSION = 1   # bump when a change of the grader should regrade everything
+
+
+class GradingConfigError(ValueError):
+    """The grading run cannot start (a missing test file, an unwritable folder...); the message says what to fix."""
+
+
+def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4096, force=False,
+          max_points=PointsRule.max_points, full_points_at=PointsRule.full_at, zero_points_at=PointsRule.zero_at,
+          shard=None, isolation="auto", scratch_dir=None, progress=False):
+    """
+    Grade submissions on the hidden test split.
+
+    Inputs:
+    - submissions: Paths: .zip files, unpacked submission folders, or folders of .zip files
+    - test_data: The hidden test CSV, or a folder holding test.csv
+    - out_dir: Folder for the results (created)
+    - jobs: Submissions graded at once, each in its own process (one CPU core each)
+    - timeout_s: Wall-clock seconds for one submission's worker (start, import, load, predict)
+    - memory_mb: Address-space limit of the worker, in MB
+    - force: Grade again submissions that out_dir already holds a result for
+    - max_points, full_points_at, zero_points_at: The PointsRule (see grader/points.py)
+    - shard: "K/N" grades only the K-th of N equal shares of the submissions (for several machines)
+    - isolation: "auto" (the strongest that works), "namespaces", "userns" or "none" (see grader/sandbox.py)
+    - scratch_dir: Where scratch folders go (default: the system's temporary folder)
+    - progress: Show a progress bar on stderr
+
+    Returns:
+    - List of this batch's result dicts (those skipped as already graded included), in submission order
+
+    Raises GradingConfigError before grading anything if the run cannot start.
+    Bad submissions never raise: each gets a result with score 0 and a reason.
+
+    Submissions are graded in processes started by multiprocessing, which import
+    the caller's __main__ module again: a script that calls grade() must keep its
+    top-level code under `if __name__ == "__main__":` (or make it safe to rerun).
+    """
+    try:
+        points = PointsRule(max_points, full_points_at, zero_points_at)
+        limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb)
+        isolation = detect_isolation(isolation)
+    except (ValueError, IsolationError) as error:
+        raise GradingConfigError(str(error)) from None
+    if jobs < 1 or timeout_s <= 0 or memory_mb < 256:
+        raise GradingConfigError(f"Need jobs >= 1, timeout_s > 0 and memory_mb >= 256 "
+                                 f"(got {jobs}, {timeout_s}, {memory_mb})")
+    if isolation == "none":
+        warnings.warn(f"Grading without isolation: {DESCRIPTIONS['none']}. Run as root or allow user namespaces.")
+    test_csv = _test_csv(test_data)
+    out_dir = _writable_dir(out_dir)
+    _keep_private(isolation, test_csv=test_csv, out_dir=out_dir)
+    named = _select_shard(find_submissions(submissions), shard)
+    data = _read_test_data(test_csv)
+    key = hashlib.sha256(f"{_sha256(test_csv)} {json.dumps(points.as_dict())} v{RESULTS_VERSION}".encode()).hexdigest()
+
+    results, todo = {}, []
+    for name, source in named:
+        previous = None if force else read_result(out_dir / f"{name}.json")
+        if previous and previous["extra_data"].get("key") == key and not previous["extra_data"].get("grader_error"):
+            results[name] = previous
+        else:
+            todo.append((name, (str(source), name)))
+
+    if scratch_dir is not None:
+        Path(scratch_dir).mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="grader-run-", dir=scratch_dir))
+    try:
+        images = run_dir / "images.npy"
+        np.save(images, data.images)                        # images only: the labels stay in this process
+        images.chmod(0o644)                                 # the worker's unprivileged user reads it
+        targets = pixels_to_unit(torch.from_numpy(data.keypoints)).numpy()   # (N, 15, 2), as the dataset
+        context = Context(images=images, targets=targets, scratch=run_dir, limits=limits, isolation=isolation,
+                          points=points, key=key)
+        bar = tqdm(total=len(todo), unit="submission", disable=not progress or not todo, file=sys.stderr)
+
+        def record(name, result):
+            write_json_atomic(out_dir / f"{name}.json", result)
+            results[name] = result
+            bar.update()
+
+        def crashed(name, reason):
+            record(name, make_result(
+                name=name, source=dict(named)[name], context=context, passed={}, raw_score=None, timings={},
+                failure=(None, f"The grader itself failed on this submission ({reason}). This is not your fault: "
+                               "tell your instructor; it will be graded again."), grader_error=reason))
+
+        run_isolated(_grade_task, todo, jobs=jobs, on_result=record, on_crash=crashed,
+                     initializer=_set_context, initargs=(context,))
+        bar.close()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    write_gradebook(out_dir)
+    return [results[name] for name, _ in named]
+
+
+def find_submissions(paths):
+    """
+    The submissions named by paths, as a sorted list of (name, path).
+
+    A path may be a .zip (or any file: it is graded, and refused if it is not a
+    zip), an unpacked submission folder, or a folder of .zip files and
+    submission folders. Names are file names without .zip, made safe for file names.
+    """
+    found = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise GradingConfigError(f"{path}: no such file or folder")
+        if path.is_file() or _is_submission_folder(path):
+            found.append(path)
+            continue
+        inside = sorted(p for p in path.iterdir() if p.suffix == ".zip" and p.is_file() or _is_submission_folder(p))
+        if not inside:
+            raise GradingConfigError(f"{path} is neither a submission (no models/ or exercise_code/ in it) "
+                                     "nor a folder of submission .zip files")
+        found += inside
+    named = sorted((re.sub(r"[^A-Za-z0-9._-]", "_", p.name.removesuffix(".zip")) or "submission", p) for p in found)
+    duplicates = sorted({name for name, _ in named if sum(n == name for n, _ in named) > 1})
+    if duplicates:
+        raise GradingConfigError(f"Several submissions have the same name: {', '.join(duplicates[:10])}. "
+                                 "Grade them into separate output folders, or rename them.")
+    return named
+
+
+def _is_submission_folder(path):
+    return path.is_dir() and holds_submission(find_submission_root(path))   # itself, or its only subfolder
+
+
+def _select_shard(named, shard):
+    """Every N-th submission, starting with the K-th, for shard "K/N" (all for None)."""
+    if shard is None:
+        return named
+    match = re.fullmatch(r"(\d+)/(\d+)", str(shard))
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise GradingConfigError(f"--shard must be K/N with 1 <= K <= N, like 2/4 (got {shard!r})")
+    k, n = int(match[1]), int(match[2])
+    return named[k - 1::n]
+
+
+def _test_csv(test_data):
+    path = Path(test_data)
+    csv = path / "test.csv" if path.is_dir() else path
+    if not csv.is_file():
+        raise GradingConfigError(f"{csv}: the hidden test file is not there. Pass --test-data the test CSV or the "
+                                 "folder holding test.csv (get it with: python -m exercise_code.data.download "
+                                 "--source facial_keypoints_test.zip --dest datasets/facial_keypoints_test)")
+    return csv.resolve()
+
+
+def _read_test_data(csv):
+    try:
+        data = read_keypoints_csv(csv)   # not the cached loader: grading writes nothing beside the hidden file
+    except (DataFormatError, OSError) as error:
+        raise GradingConfigError(f"The hidden test file cannot be read: {error}") from None
+    if len(data.images) == 0:
+        raise GradingConfigError(f"{csv} has no complete rows to grade with")
+    return data
+
+
+def _writable_dir(out_dir):
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as error:
+        raise GradingConfigError(f"Cannot write results to {out_dir} ({error.strerror or error}). "
+                                 "Pass --out a folder you can write to.") from None
+    return out_dir.resolve()
+
+
+def _keep_private(isolation, **paths):
+    """Refuse to run if the jail would show the worker the hidden labels or the results."""
+    for exposed in map(Path, exposed_paths(isolation)):
+        for what, path in paths.items():
+            if path.is_relative_to(exposed.resolve()):
+                raise GradingConfigError(f"{path} ({what}) is inside {exposed}, which the worker can read. "
+                                         "Move it elsewhere.")
+
+
+def _sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+_CONTEXT = None
+
+
+def _set_context(context):
+    """In each grading process: the run's shared Context, received once."""
+    global _CONTEXT
+    _CONTEXT = context
+    torch.set_num_threads(1)   # scoring is tiny; the cores belong to the workers
+
+
+def _grade_task(source, name):
+    return grade_submission(source, name, _CONTEXT)

@@ -1,0 +1,78 @@
+"""
+Steps 2 and 3: find the model file, check its size, read it as plain data and
+count its parameters, all before any student code runs. Each function is one
+check: it returns what the next one needs, or raises ModelCheckError naming it.
+
+Only the instructor's own code runs here: the limits and the file reader of the
+trusted exercise_code package (never the submission's). read_model_file uses
+torch.load(weights_only=True), which refuses any pickle that would build an
+object other than tensors and plain containers, so a payload never runs.
+"""
+from pathlib import Path
+
+from exercise_code.limits import count_saved_parameters, file_size_problem, parameter_problem
+from exercise_code.model_files import ModelFileError, read_model_file
+from exercise_code.submission import MODEL_ENTRY
+
+HOW_TO_SAVE = ("Save your model with exercise_code.model_files.save_model(model) and build the zip "
+               "with create_submission_zip().")
+
+
+class ModelCheckError(ValueError):
+    """The model file is missing, too large, unreadable or too big a model; the message says why."""
+
+    def __init__(self, check, message):
+        super().__init__(message)
+        self.check = check   # which check failed: "model_file", "plain_data" or "parameters"
+
+
+def find_model_file(root):
+    """
+    Step 2: the model file of an unpacked submission, if it is there and under the size limit.
+
+    Inputs:
+    - root: The submission folder (holding models/ and exercise_code/)
+
+    Returns:
+    - Path of the model file (not read yet)
+    """
+    path = Path(root) / MODEL_ENTRY
+    if not path.is_file():
+        found = sorted(p.relative_to(root).as_posix() for p in Path(root).rglob("*.pt"))[:5]
+        hint = f" The .pt files in it: {', '.join(found)}." if found else ""
+        raise ModelCheckError("model_file", f"Your submission has no {MODEL_ENTRY}.{hint} {HOW_TO_SAVE}")
+    problem = file_size_problem(path)   # before loading: a huge file is refused unread
+    if problem:
+        raise ModelCheckError("model_file", _for_student(problem, path))
+    return path
+
+
+def read_plain_model(path):
+    """
+    Step 3a: read the model file as plain data (weights_only: no pickle can run code).
+
+    Returns:
+    - The file's contents (see model_files.read_model_file), of class KeypointModel
+    """
+    try:
+        saved = read_model_file(path)
+    except ModelFileError as error:
+        raise ModelCheckError("plain_data", _for_student(str(error), path)) from None
+    if saved["class_name"] != "KeypointModel":
+        raise ModelCheckError("plain_data", f"{MODEL_ENTRY} holds a {saved['class_name']}, not a KeypointModel. "
+                                            f"The grader rebuilds exercise_code.networks.KeypointModel. {HOW_TO_SAVE}")
+    return saved
+
+
+def check_parameters(saved):
+    """Step 3b: the number of parameters, counted from the tensors, if it is within the limit."""
+    count = count_saved_parameters(saved)
+    problem = parameter_problem(count)
+    if problem:
+        raise ModelCheckError("parameters", problem)
+    return count
+
+
+def _for_student(message, path):
+    """The message with our scratch path replaced by the name the student knows."""
+    return message.replace(str(path), MODEL_ENTRY)

@@ -1,0 +1,197 @@
+"""
+Step 1: unpack a submission into a fresh scratch folder, safely.
+
+A submission is a zip (what create_submission_zip writes) or an unpacked folder.
+Everything about it is untrusted, so before writing a single byte we check every
+entry and refuse the submission when one of them:
+- has an absolute path, a drive letter or a `..` part (zip-slip),
+- is a symlink, a device or another special file,
+- is encrypted, or appears twice;
+and when there are more than MAX_FILES entries, more than MAX_TOTAL_BYTES in all,
+or an entry that compresses suspiciously well (a zip bomb). While writing we
+count the bytes again: the sizes in a zip's header can lie. Nested archives are
+copied as plain files, never unpacked. Files are created with O_EXCL and
+O_NOFOLLOW, in folders we made, so nothing can be written outside dest.
+"""
+import os
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from exercise_code.submission import LEFT_OUT_DIRS, MODEL_ENTRY
+
+MAX_FILES = 2000                 # the submission zip holds a few dozen files
+MAX_TOTAL_BYTES = 200_000_000    # the model (< 20 MB) plus notebooks and code, with room to spare
+MAX_RATIO = 100                  # uncompressed / compressed; text is ~5, a zip bomb ~1000
+RATIO_MIN_BYTES = 1_000_000      # small files may compress well, and cannot hurt
+CHUNK = 1 << 20
+HOW_TO_BUILD = "Build your zip with exercise_code.submission.create_submission_zip() and submit that file."
+
+
+class UnpackError(ValueError):
+    """The submission cannot be unpacked safely; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file to write: its safe relative path, declared size, and how to read it."""
+    parts: tuple
+    size: int
+    open: object  # () -> binary file object
+
+
+def unpack(source, dest):
+    """
+    Check every entry of a submission, then copy its files into dest.
+
+    Inputs:
+    - source: Path of a .zip file or of an unpacked submission folder
+    - dest: Where to write: a new folder, or an empty one
+
+    Returns:
+    - The number of files written
+
+    Raises UnpackError, whose message is meant for the student.
+    """
+    source, dest = Path(source), Path(dest)
+    dest.mkdir(mode=0o755, exist_ok=True)
+    dest.chmod(0o755)   # readable by the worker's user, whatever our umask
+    if source.is_dir():
+        return _write_all(_folder_entries(source), dest)
+    if not zipfile.is_zipfile(source):
+        with open(source, "rb") as f:
+            start = f.read(8)
+        raise UnpackError(f"{source.name} is not a zip file (it starts with {start!r}). {HOW_TO_BUILD}")
+    try:
+        with zipfile.ZipFile(source) as archive:
+            return _write_all(_zip_entries(archive), dest)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as error:
+        raise UnpackError(f"{source.name} is a damaged zip ({error}). {HOW_TO_BUILD}") from None
+
+
+def find_submission_root(folder):
+    """
+    The folder holding models/ and exercise_code/: folder itself, or its only
+    subfolder when the student zipped a whole folder.
+    """
+    folder = Path(folder)
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]  # macOS zips
+    if not holds_submission(folder) and len(entries) == 1 and holds_submission(entries[0]):
+        return entries[0]
+    return folder
+
+
+def holds_submission(folder):
+    """Whether folder holds a submission's models/ or exercise_code/."""
+    return (Path(folder) / "models").is_dir() or (Path(folder) / "exercise_code").is_dir()
+
+
+def safe_parts(name):
+    """The parts of an entry name, or UnpackError for one that could leave the folder."""
+    path = PurePosixPath(name.replace("\\", "/"))   # Windows tools may use backslashes
+    if path.is_absolute() or (path.parts and ":" in path.parts[0]):
+        raise UnpackError(f"The entry {name!r} has an absolute path. {HOW_TO_BUILD}")
+    if ".." in path.parts:
+        raise UnpackError(f"The entry {name!r} points outside the submission ('..'). {HOW_TO_BUILD}")
+    return tuple(part for part in path.parts if part not in ("", "."))
+
+
+def _zip_entries(archive):
+    """Check a zip's entries (names, types, sizes, ratios); return the files as Entries."""
+    infos = archive.infolist()
+    if not infos:
+        raise UnpackError(f"The zip is empty: it must hold {MODEL_ENTRY} and exercise_code/. {HOW_TO_BUILD}")
+    _check_counts(len(infos), sum(info.file_size for info in infos))
+    entries, seen = [], set()
+    for info in infos:
+        parts = safe_parts(info.filename)
+        mode = info.external_attr >> 16 if info.create_system == 3 else 0   # Unix zips carry st_mode
+        if stat.S_ISLNK(mode):
+            raise UnpackError(f"The entry {info.filename!r} is a symlink; submissions may only hold "
+                              f"plain files. {HOW_TO_BUILD}")
+        if info.is_dir() or stat.S_ISDIR(mode):
+            continue
+        if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+            raise UnpackError(f"The entry {info.filename!r} is not a plain file. {HOW_TO_BUILD}")
+        if info.flag_bits & 0x1:
+            raise UnpackError(f"The entry {info.filename!r} is password-protected; submit an unencrypted zip.")
+        if parts in seen:
+            raise UnpackError(f"The entry {info.filename!r} appears twice in the zip. {HOW_TO_BUILD}")
+        seen.add(parts)
+        if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise UnpackError(
+                f"The entry {info.filename!r} expands from {info.compress_size:,} to {info.file_size:,} bytes, "
+                f"more than {MAX_RATIO}x: this looks like a zip bomb. {HOW_TO_BUILD}")
+        if not LEFT_OUT_DIRS & set(parts):
+            entries.append(Entry(parts, info.file_size, lambda info=info: archive.open(info)))
+    return entries
+
+
+def _folder_entries(folder):
+    """Check an unpacked submission folder (no links, no special files); return its files as Entries."""
+    entries, total = [], 0
+    for here, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d not in LEFT_OUT_DIRS)
+        for name in sorted(dirs + files):
+            path = Path(here) / name
+            relative = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                raise UnpackError(f"{relative} is a symlink; submissions may only hold plain files.")
+            if name in files and not path.is_file():
+                raise UnpackError(f"{relative} is not a plain file.")
+        for name in sorted(files):
+            path = Path(here) / name
+            size = path.stat().st_size
+            entries.append(Entry(path.relative_to(folder).parts, size, lambda path=path: open(path, "rb")))
+            total += size
+            _check_counts(len(entries), total)  # stop walking a huge tree early
+    return entries
+
+
+def _check_counts(files, total_bytes):
+    if files > MAX_FILES:
+        raise UnpackError(f"The submission holds more than {MAX_FILES:,} files. {HOW_TO_BUILD}")
+    if total_bytes > MAX_TOTAL_BYTES:
+        raise UnpackError(f"The submission unpacks to more than {MAX_TOTAL_BYTES / 1e6:.0f} MB "
+                          f"({total_bytes / 1e6:,.0f} MB). {HOW_TO_BUILD}")
+
+
+def _write_all(entries, dest):
+    """Write the checked entries below dest, counting the bytes actually read."""
+    if not entries:
+        raise UnpackError(f"The submission holds no files: it must hold {MODEL_ENTRY} and exercise_code/. "
+                          f"{HOW_TO_BUILD}")
+    written = 0
+    for entry in entries:
+        folder = dest
+        for part in entry.parts[:-1]:
+            folder = folder / part
+            if not folder.is_dir():
+                try:
+                    folder.mkdir(mode=0o755)
+                except OSError:
+                    raise UnpackError(f"{'/'.join(entry.parts)} and another entry clash "
+                                      "(a file where a folder should be).") from None
+                folder.chmod(0o755)
+        written += _write_file(folder / entry.parts[-1], entry, MAX_TOTAL_BYTES - written)
+    return len(entries)
+
+
+def _write_file(target, entry, budget):
+    """Copy one entry to target (a new file, never through a link); return the bytes written."""
+    limit = min(entry.size, budget)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except (FileExistsError, IsADirectoryError):
+        raise UnpackError(f"{'/'.join(entry.parts)} clashes with another entry of the submission.") from None
+    count = 0
+    with os.fdopen(fd, "wb") as out, entry.open() as stream:
+        os.fchmod(fd, 0o644)
+        while chunk := stream.read(CHUNK):
+            count += len(chunk)
+            if count > limit:  # more bytes than the header said: a lying zip bomb
+                raise UnpackError(f"{'/'.join(entry.parts)} holds more data than its size says "
+                                  f"({entry.size:,} bytes): this looks like a zip bomb. {HOW_TO_BUILD}")
+            out.write(chunk)
+    return count

@@ -1,0 +1,56 @@
+"""
+Fixtures of the grader's tests: a small subset of the hidden test split, a
+valid model, and the isolation this machine allows.
+
+A test module imports the ones it uses (`from grading_fixtures import ...`). They
+are not in a conftest.py of this folder on purpose: a second module named
+`conftest` would replace tests/conftest.py for the tests that import it by name.
+Imported into several modules, a fixture runs once per module, so the costly
+parts are cached here for the whole session.
+"""
+import functools
+import os
+
+import pytest
+
+from grader.sandbox import detect_isolation
+from grading_scenarios import fitted_model
+
+TEST_ROWS = 64   # faces of the hidden split the tests grade on: enough to score, quick to predict
+
+
+@pytest.fixture(scope="session")
+def hidden_subset(test_data_dir, tmp_path_factory):
+    """The first TEST_ROWS faces of the hidden test split, as a CSV in a temporary folder (never in the repo)."""
+    lines = (test_data_dir / "test.csv").read_text().splitlines(keepends=True)
+    path = tmp_path_factory.mktemp("hidden") / "test.csv"
+    path.write_text("".join(lines[: TEST_ROWS + 1]))   # the header, then the rows
+    return path
+
+
+@pytest.fixture(scope="session")
+def valid_model(train_set):
+    """A KeypointModel that scores above 100 (random convolutions, a fitted head; see grading_scenarios.py)."""
+    return _cached(fitted_model, train_set)
+
+
+@pytest.fixture(scope="session")
+def isolation():
+    """The isolation grade() picks on this machine."""
+    return _cached(detect_isolation)
+
+
+@pytest.fixture
+def jail(isolation):
+    """For tests that need a jail: skipped where none works, but never in CI, which must prove it."""
+    if isolation == "none":
+        message = "needs Linux namespaces: run as root, or allow unprivileged user namespaces"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return isolation
+
+
+@functools.cache
+def _cached(function, *args):
+    return function(*args)

@@ -1,0 +1,175 @@
+"""
+The command line and grade()'s batch behaviour: exit codes, configuration
+errors, re-runs, shards and merging. Most of these grade submissions that fail
+at unpacking (no worker starts), so they are quick; one runs a real submission.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import grader.cli as cli
+from grader.api import GradingConfigError, _keep_private, grade
+from grader.release import REPO_ROOT
+from grading_fixtures import hidden_subset, isolation, valid_model  # noqa: F401 (fixtures)
+from grading_scenarios import build_submission
+
+
+def junk(folder, *names):
+    """Submissions that are not zips: graded in a moment, each to a clear zero."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / f"{name}.zip").write_bytes(b"not a zip")
+    return folder
+
+
+def test_missing_test_file_is_a_usage_error(tmp_path, capsys):
+    """Does a missing hidden test file exit 2 with a message that says what to pass, grading nothing?"""
+    code = cli.main([str(junk(tmp_path / "in", "a")), "--test-data", str(tmp_path / "nope"), "--out",
+                     str(tmp_path / "out")])
+    assert code == 2 and not (tmp_path / "out").exists()
+    assert "the hidden test file is not there. Pass --test-data" in capsys.readouterr().err
+
+
+def test_folder_without_test_csv_is_a_usage_error(tmp_path, capsys):
+    """Is a --test-data folder without test.csv refused the same way?"""
+    (tmp_path / "data").mkdir()
+    assert cli.main([str(junk(tmp_path / "in", "a")), "--test-data", str(tmp_path / "data"),
+                     "--out", str(tmp_path / "out")]) == 2
+    assert "test.csv: the hidden test file is not there" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_a_usage_error(tmp_path, hidden_subset, capsys):
+    """Does an output folder that cannot be made exit 2, saying so?"""
+    (tmp_path / "file").write_text("")
+    assert cli.main([str(junk(tmp_path / "in", "a")), "--test-data", str(hidden_subset),
+                     "--out", str(tmp_path / "file" / "out")]) == 2
+    assert "Cannot write results to" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--shard", "3/2"], "--shard must be K/N"),
+    (["--jobs", "0"], "Need jobs >= 1"),
+    (["--zero-points-at", "200"], "zero_at (200.0) must be below full_at"),
+])
+def test_bad_options_are_usage_errors(tmp_path, hidden_subset, capsys, args, words):
+    """Are impossible options refused with exit 2 and a reason?"""
+    assert cli.main([str(junk(tmp_path / "in", "a")), "--test-data", str(hidden_subset),
+                     "--out", str(tmp_path / "out"), *args]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_missing_submission_is_a_usage_error(tmp_path, hidden_subset, capsys):
+    """Is a submission path that does not exist (a typo) refused, not graded as a zero?"""
+    assert cli.main([str(tmp_path / "typo.zip"), "--test-data", str(hidden_subset),
+                     "--out", str(tmp_path / "out")]) == 2
+    assert "typo.zip: no such file or folder" in capsys.readouterr().err
+
+
+def test_hidden_data_inside_the_jail_is_refused():
+    """Would the grader refuse to run if the test file sat where the jail shows files (inside Python's prefix)?"""
+    with pytest.raises(GradingConfigError, match="which the worker can read"):
+        _keep_private("namespaces", test_csv=Path(sys.prefix).resolve() / "test.csv")
+    _keep_private("none", test_csv=Path(sys.prefix).resolve() / "test.csv")   # no jail, nothing to keep out of it
+
+
+def test_bad_submissions_still_exit_0(tmp_path, hidden_subset, capsys):
+    """Does a batch of broken submissions exit 0, with a result each, a table and a progress bar?"""
+    code = cli.main([str(junk(tmp_path / "in", "a", "b")), "--test-data", str(hidden_subset),
+                     "--out", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == \
+        ["a.json", "b.json", "grades.csv", "leaderboard.md"]
+    assert "a.zip is not a zip file" in out and "2 submissions, 0 scored" in out
+    assert "2/2" in err   # the progress bar
+
+
+def test_cli_defaults_are_the_apis(monkeypatch, tmp_path):
+    """Are the options a user leaves out exactly grade()'s own defaults?"""
+    seen = {}
+
+    def fake_grade(**kwargs):
+        seen.update(kwargs)
+        return []
+    fake_grade.__kwdefaults__ = grade.__kwdefaults__
+    monkeypatch.setattr(cli, "grade", fake_grade)
+    assert cli.main(["x.zip", "--test-data", "t.csv", "--out", str(tmp_path)]) == 0
+    for name, default in grade.__kwdefaults__.items():
+        if name not in ("progress", "scratch_dir"):
+            assert seen[name] == default, name
+
+
+def test_rerun_skips_graded_submissions_unless_forced(tmp_path, hidden_subset):
+    """Does a re-run keep results already graded, and --force grade them again?"""
+    submissions, out = junk(tmp_path / "in", "a", "b"), tmp_path / "out"
+    grade(submissions=[submissions], test_data=hidden_subset, out_dir=out)
+    stamp = lambda: {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}  # noqa: E731
+    first = stamp()
+    junk(submissions, "c")
+    results = grade(submissions=[submissions], test_data=hidden_subset, out_dir=out)
+    assert [r["extra_data"]["submission"] for r in results] == ["a", "b", "c"]
+    assert {k: v for k, v in stamp().items() if k != "c.json"} == first        # a and b were not graded again
+    grade(submissions=[submissions], test_data=hidden_subset, out_dir=out, force=True)
+    assert all(stamp()[name] != first[name] for name in first)
+
+
+def test_rerun_regrades_grader_errors_and_new_test_data(tmp_path, hidden_subset):
+    """Is a result the grader itself failed on graded again, and is everything regraded on new test data?"""
+    submissions, out = junk(tmp_path / "in", "a", "b"), tmp_path / "out"
+    grade(submissions=[submissions], test_data=hidden_subset, out_dir=out)
+    broken = json.loads((out / "a.json").read_text())
+    broken["extra_data"]["grader_error"] = "the machine ran out of disk"
+    (out / "a.json").write_text(json.dumps(broken))
+    before = (out / "b.json").stat().st_mtime_ns
+    grade(submissions=[submissions], test_data=hidden_subset, out_dir=out)
+    assert json.loads((out / "a.json").read_text())["extra_data"]["grader_error"] is None
+    assert (out / "b.json").stat().st_mtime_ns == before
+    smaller = tmp_path / "smaller.csv"
+    smaller.write_text("".join(hidden_subset.read_text().splitlines(keepends=True)[:9]))
+    grade(submissions=[submissions], test_data=smaller, out_dir=out)
+    assert (out / "b.json").stat().st_mtime_ns != before
+
+
+def test_shards_merge_into_the_full_gradebook(tmp_path, hidden_subset, capsys):
+    """Do two shards grade disjoint halves that merge into what one run would give?"""
+    submissions = junk(tmp_path / "in", "a", "b", "c", "d", "e")
+    for k in (1, 2):
+        assert cli.main([str(submissions), "--test-data", str(hidden_subset), "--out", str(tmp_path / f"m{k}"),
+                         "--shard", f"{k}/2"]) == 0
+    one, two = ({p.stem for p in (tmp_path / f"m{k}").glob("*.json")} for k in (1, 2))
+    assert one == {"a", "c", "e"} and two == {"b", "d"}
+    assert cli.merge_main([str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "all")]) == 0
+    assert "Merged 5 results (0 scored)" in capsys.readouterr().out
+    lines = (tmp_path / "all" / "grades.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["a", "b", "c", "d", "e"]
+
+
+def test_merge_conflict_is_a_usage_error(tmp_path, hidden_subset, capsys):
+    """Does merging two different results for one submission exit 2, naming the files?"""
+    for k in (1, 2):
+        grade(submissions=[junk(tmp_path / f"in{k}", "a")], test_data=hidden_subset, out_dir=tmp_path / f"m{k}")
+    assert cli.merge_main([str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "all")]) == 2
+    assert "Different results for the same submission" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_grading_run_from_the_command_line(tmp_path, valid_model, hidden_subset, isolation):
+    """Does `python -m grader` grade a real submission to full points, print its table and exit 0?"""
+    zip_path = build_submission("valid", tmp_path, valid_model)
+    command = [sys.executable, "-m", "grader", str(zip_path), "--test-data", str(hidden_subset),
+               "--out", str(tmp_path / "out")]
+    run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "valid                            100     118.72  scored" in run.stdout   # the fitted model's score
+    assert f"1 submissions, 1 scored" in run.stdout and f"Isolation: {isolation}." in run.stdout
+    assert "1/1" in run.stderr
+
+    # Where no namespaces work, the grader still runs, warns, and every result says so.
+    run = subprocess.run(command + ["--force", "--isolation", "none"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0 and "warning: Grading without isolation" in run.stderr
+    result = json.loads((tmp_path / "out" / "valid.json").read_text())
+    assert result["score"] == 100 and result["extra_data"]["isolation"] == "none"
+    assert "NO network or filesystem isolation" in result["extra_data"]["isolation_text"]
