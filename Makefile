@@ -13,7 +13,7 @@ export MPLBACKEND ?= Agg
 .PHONY: demo test setup clean
 
 demo: setup
-	$(PY) solutions/end_to_end.py
+	$(PY) solutions/end_to_end.py $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest
