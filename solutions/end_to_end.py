@@ -67,7 +67,7 @@ def main(argv=None):
     dummy_score = evaluate_model(DummyKeypointModel(), splits["val"])
     print(f"      the dummy model scores {dummy_score:.2f} on val (1 / (2 * MSE); 100 passes)")
 
-    print(f"[3/7] Training the reference model ({args.minutes:g} minutes on the course machine)")
+    print(f"[3/7] Training the reference model (a budget of {args.minutes:g} minutes)")
     model, history = train_reference(data_dir, args.minutes, log=lambda line: print(f"      {line}"))
 
     print("[4/7] Drawing validation faces with its predictions")

@@ -8,8 +8,8 @@ The recipe: the reference KeypointModel (solutions/exercise_code/networks/keypoi
 with batch norm and test-time flip averaging, keypoint-aware augmentation (flip,
 rotate/scale/shift, brightness/contrast), AdamW with a one-cycle learning-rate
 schedule, MSE loss. The time budget is turned into a number of epochs with a
-fixed rate measured on the course machine (2 CPU cores), so a run is the same for
-the same --minutes and --seed wherever it runs; it only takes longer on a slower
+fixed rate, EPOCHS_PER_MINUTE (for 2 CPU cores), so a run is the same for the
+same --minutes and --seed wherever it runs; it only takes longer on a slower
 machine.
 """
 import argparse
@@ -114,7 +114,7 @@ def train_reference(data_dir, minutes=15.0, seed=0, log=print):
     steps = epochs * (len(train_set) // RECIPE["batch_size"])
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=RECIPE["lr"], total_steps=steps,
                                                     pct_start=RECIPE["warmup"])
-    log(f"Training the reference model for {epochs} epochs ({minutes:g} minutes on the course machine)")
+    log(f"Training the reference model for {epochs} epochs (a budget of {minutes:g} minutes)")
     history = fit(model, train_set, optimizer, epochs, RECIPE["batch_size"], scheduler,
                   val_set=val_set, seed=seed, log=log)
     return model.eval(), history
