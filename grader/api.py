@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from exercise_code.data.cache import file_sha256
 from exercise_code.data.csv_reader import DataFormatError, read_keypoints_csv
 from exercise_code.data.keypoints import pixels_to_unit
 
@@ -86,7 +87,7 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
     _keep_private(isolation, test_csv=test_csv, out_dir=out_dir)
     named = _select_shard(find_submissions(submissions), shard)
     data = _read_test_data(test_csv)
-    key = hashlib.sha256(f"{_sha256(test_csv)} {json.dumps(points.as_dict())} v{RESULTS_VERSION}".encode()).hexdigest()
+    key = hashlib.sha256(f"{file_sha256(test_csv)} {json.dumps(points.as_dict())} v{RESULTS_VERSION}".encode()).hexdigest()
 
     results, todo = {}, []
     for name, source in named:
@@ -209,11 +210,6 @@ def _keep_private(isolation, **paths):
             if path.is_relative_to(exposed.resolve()):
                 raise GradingConfigError(f"{path} ({what}) is inside {exposed}, which the worker can read. "
                                          "Move it elsewhere.")
-
-
-def _sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 _CONTEXT = None

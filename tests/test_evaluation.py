@@ -30,7 +30,7 @@ def test_bad_predictions(predicted, words):
 
 
 def test_matches_i2dl_per_image_loop(val_set):
-    """Does evaluate_model equal I2DL's per-image loop to 1e-6 relative (trained-looking and random models)?"""
+    """Does evaluate_model equal I2DL's per-image loop to 1e-6 relative (the dummy and a randomly initialised CNN)?"""
     torch.manual_seed(0)
     for model in (DummyKeypointModel(), typical_student_cnn()):
         ours = evaluate_model(model, val_set)

@@ -8,7 +8,7 @@ import pytest
 from grader.release import REPO_ROOT
 
 
-def run(args, tmp_path):
+def run(args):
     env = {**os.environ, "MPLBACKEND": "Agg"}
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
@@ -19,7 +19,7 @@ def test_end_to_end(train_zip, test_zip, tmp_path):
     """Does solutions/end_to_end.py go from the data zips to a graded submission, printing the score?"""
     result = run(["solutions/end_to_end.py", "--source", str(train_zip), "--test-source", str(test_zip),
                   "--data-dir", str(tmp_path / "data"), "--test-data-dir", str(tmp_path / "hidden"),
-                  "--out", str(tmp_path / "out"), "--minutes", "0.5"], tmp_path)
+                  "--out", str(tmp_path / "out"), "--minutes", "0.5"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "train 2369, val 472, test 398 faces" in result.stdout
     assert "score on the hidden test split: " in result.stdout
@@ -40,7 +40,7 @@ def test_end_to_end_without_a_source(tmp_path):
 @pytest.mark.slow
 def test_benchmark_smoke(data_dir, tmp_path):
     """Does the data benchmark run and print its three measurements (small subset, no targets)?"""
-    result = run(["benchmarks/data_pipeline.py", "--data", str(data_dir), "--limit", "64"], tmp_path)
+    result = run(["benchmarks/data_pipeline.py", "--data", str(data_dir), "--limit", "64"])
     assert result.returncode == 0, result.stderr
     for words in ("from warm cache", "one epoch", "scoring a"):
         assert words in result.stdout

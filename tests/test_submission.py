@@ -83,7 +83,7 @@ class Wide(nn.Module):
         self.w = nn.Parameter(torch.zeros(count, dtype=dtype))
 
 
-def test_too_many_parameters(workspace, monkeypatch):
+def test_too_many_parameters(workspace):
     """Is a model with 5,000,000 parameters refused (float16, so the file is small)?"""
     save_model(Wide(MAX_PARAMETERS, torch.float16), workspace / "models" / "keypoint_model.pt")
     with pytest.raises(SubmissionError, match="5,000,000 parameters"):

@@ -33,7 +33,6 @@ def test_plot_losses_saves_a_png(tmp_path):
 
 def test_fit_is_deterministic(val_set):
     """Do two runs with the same seed (augmentation included) give identical weights?"""
-    from exercise_code.data import FacialKeypointsDataset  # noqa: F401
     subset = torch.utils.data.Subset(val_set, range(64))
     weights = []
     for _ in range(2):

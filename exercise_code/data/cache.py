@@ -42,7 +42,7 @@ def load_keypoints_data(csv_path, use_cache=True):
         return read_keypoints_csv(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"{csv_path}: no such file")
-    digest = _sha256(csv_path)
+    digest = file_sha256(csv_path)
     cache_path = cache_path_for(csv_path)
     data = _read_cache(cache_path, digest)
     if data is None:
@@ -51,7 +51,8 @@ def load_keypoints_data(csv_path, use_cache=True):
     return data
 
 
-def _sha256(path):
+def file_sha256(path):
+    """SHA-256 of a file's content, as a hex string."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 

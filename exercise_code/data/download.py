@@ -11,7 +11,6 @@ Nothing is half-written: the zip is downloaded and unpacked in a temporary folde
 beside the destination, which takes the destination's place only when complete.
 """
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,8 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
+
+from .cache import file_sha256
 
 SOURCE_ENV = "FACIAL_KEYPOINTS_SOURCE"
 DATA_DIR_ENV = "FACIAL_KEYPOINTS_DIR"
@@ -78,7 +79,7 @@ def fetch_dataset(source=None, dest=None, sha256=None, force=False):
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}-") as tmp:
         tmp = Path(tmp)
         zip_path = _download(source, tmp / "download.zip") if _is_url(source) else _local_zip(source)
-        digest = _sha256(zip_path)
+        digest = file_sha256(zip_path)
         if expected and digest != expected:
             raise DataSourceError(
                 f"{source} has SHA-256 {digest}, expected {expected}: the file is corrupt, "
@@ -122,11 +123,6 @@ def _download(url, target):
             f"Could not download {url} ({getattr(error, 'reason', error)}). Check the URL and "
             f"your network, or download the zip some other way. {HOW_TO_GET}") from None
     return target
-
-
-def _sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _unpack_csvs(zip_path, folder, source):
