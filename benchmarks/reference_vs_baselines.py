@@ -6,7 +6,7 @@ The reference solution against two baselines, trained in one run on the same spl
 Prints one row per model: validation and test score, parameter count, model file
 size and training time. Baseline A and B are the recipes described in
 benchmarks/models.py (no augmentation); the reference is solutions/train_reference.py
-with a budget of --minutes (default 15).
+with a budget of --minutes (default: the reference's own default).
 """
 import argparse
 import sys
@@ -53,7 +53,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="folder with training.csv and val.csv")
     parser.add_argument("--test-data", type=Path, required=True, help="folder with the hidden test.csv")
-    parser.add_argument("--minutes", type=float, default=15.0, help="the reference's training budget")
+    parser.add_argument("--minutes", type=float, default=train_reference.DEFAULT_MINUTES,
+                        help="the reference's training budget (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 

@@ -12,7 +12,7 @@ from exercise_code.limits import (
 from exercise_code.model_files import ModelFileError, load_model, read_model_file, save_model
 from exercise_code.networks import KeypointModel
 
-SMALL = {"channels": [4, 8, 8, 8], "dropout": 0.1}
+SMALL = {"channels": [4, 8, 8, 8], "stem": 4}
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_saving_keeps_the_model_as_it_was(model, tmp_path):
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     with torch.no_grad():
         next(model.parameters()).add_(1)
-    assert torch.equal(read_model_file(path)["state_dict"]["features.0.weight"], before["features.0.weight"])
+    assert torch.equal(read_model_file(path)["state_dict"]["stem.0.0.weight"], before["stem.0.0.weight"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -95,13 +95,13 @@ def test_weights_that_do_not_fit(model, tmp_path):
     path = save_model(model, tmp_path / "m.pt")
     contents = torch.load(path, weights_only=True)
     contents["state_dict"]["extra.weight"] = torch.zeros(1)
-    del contents["state_dict"]["head.2.bias"]
-    contents["parameter_names"].remove("head.2.bias")
-    contents["state_dict"]["head.2.weight"] = torch.zeros(5, 5)
+    del contents["state_dict"]["heatmap.bias"]
+    contents["parameter_names"].remove("heatmap.bias")
+    contents["state_dict"]["heatmap.weight"] = torch.zeros(5, 5)
     torch.save(contents, path)
     with pytest.raises(ModelFileError) as error:
         load_model(path)
-    for words in ("missing ['head.2.bias']", "unexpected ['extra.weight']", "head.2.weight saved (5, 5)", "Train and save again"):
+    for words in ("missing ['heatmap.bias']", "unexpected ['extra.weight']", "heatmap.weight saved (5, 5)", "Train and save again"):
         assert words in str(error.value)
 
 

@@ -3,6 +3,7 @@ KeypointModel: the CNN you design to find 15 facial keypoints.
 """
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..data.keypoints import FLIP_PAIRS, IMAGE_SIZE, NUM_KEYPOINTS
 

@@ -14,7 +14,7 @@ import os
 import pytest
 
 from grader.sandbox import detect_isolation
-from grading_scenarios import fitted_model
+from grading_scenarios import trained_model
 
 TEST_ROWS = 64   # faces of the hidden split the tests grade on: enough to score, quick to predict
 
@@ -30,8 +30,8 @@ def hidden_subset(test_data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def valid_model(train_set):
-    """A KeypointModel that scores above 100 (random convolutions, a fitted head; see grading_scenarios.py)."""
-    return _cached(fitted_model, train_set)
+    """A KeypointModel that scores above 100 (briefly trained; see grading_scenarios.py)."""
+    return _cached(trained_model, train_set)
 
 
 @pytest.fixture(scope="session")

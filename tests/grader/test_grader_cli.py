@@ -4,6 +4,7 @@ errors, re-runs, shards and merging. Most of these grade submissions that fail
 at unpacking (no worker starts), so they are quick; one runs a real submission.
 """
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 import grader.cli as cli
+from exercise_code.data import FacialKeypointsDataset
+from exercise_code.evaluation import evaluate_model
 from grader.api import GradingConfigError, _keep_private, grade
 from grader.release import REPO_ROOT
 from grading_fixtures import hidden_subset, isolation, valid_model  # noqa: F401 (fixtures)
@@ -162,7 +165,10 @@ def test_grading_run_from_the_command_line(tmp_path, valid_model, hidden_subset,
                "--out", str(tmp_path / "out")]
     run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert "valid                            100     118.72  scored" in run.stdout   # the fitted model's score
+    row = re.search(r"^valid\s+100\s+([\d.]+)\s+scored$", run.stdout, re.MULTILINE)
+    assert row, run.stdout
+    expected = evaluate_model(valid_model, FacialKeypointsDataset(hidden_subset))   # the same model, scored here
+    assert float(row.group(1)) == pytest.approx(expected, abs=0.01)
     assert f"1 submissions, 1 scored" in run.stdout and f"Isolation: {isolation}." in run.stdout
     assert "1/1" in run.stderr
 

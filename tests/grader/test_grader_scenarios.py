@@ -107,7 +107,7 @@ def test_score_is_exactly_evaluate_model(batch, hidden_subset):
 def test_weights_that_do_not_fit_are_listed(batch):
     """When the saved weights do not fit the submitted model, does the student see which keys are missing?"""
     output = output_of(batch.results["state_dict_mismatch"], "code")
-    assert 'Missing key(s) in state_dict: "features.21.weight"' in output and "size mismatch for head.2.weight" in output
+    assert 'Missing key(s) in state_dict: "down.2.1.0.weight"' in output and "size mismatch for lateral.0.weight" in output
 
 
 def test_pickle_payload_never_ran(batch):

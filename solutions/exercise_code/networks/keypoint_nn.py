@@ -3,6 +3,7 @@ KeypointModel: the CNN you design to find 15 facial keypoints.
 """
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..data.keypoints import FLIP_PAIRS, IMAGE_SIZE, NUM_KEYPOINTS
 
@@ -34,31 +35,45 @@ class KeypointModel(nn.Module):
         # 30 outputs. Watch the parameter count: a Linear layer on a large
         # flattened map gets big fast.
         ### BEGIN SOLUTION
-        # Conv blocks: each halves the map, 96 -> 48 -> 24 -> 12 -> 6.
-        channels = [1] + list(hparams.get("channels", [16, 32, 64, 128]))
-        blocks = []
-        for c_in, c_out in zip(channels, channels[1:]):
-            blocks += [
-                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),   # BatchNorm has the bias
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
-            ]
-        self.features = nn.Sequential(*blocks)
-        side = IMAGE_SIZE // 2 ** (len(channels) - 1)
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(hparams.get("dropout", 0.2)),
-            nn.Linear(channels[-1] * side * side, 2 * NUM_KEYPOINTS),
-        )
+        # The reference is a small U-Net that draws one heatmap per keypoint and
+        # reads each keypoint off its heatmap as the expected position under a
+        # softmax ("soft-argmax"). Unlike Flatten -> Linear, this keeps the map's
+        # layout: a keypoint is found where the features fire, to a fraction of a
+        # cell, and the whole thing stays differentiable for an MSE loss.
+        channels = list(hparams.get("channels", [24, 48, 96, 192]))  # one per level: 48, 24, 12, 6 px
+        stem = hparams.get("stem", 16)
+
+        def conv_bn_relu(c_in, c_out, stride=1):
+            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),  # BN has the bias
+                                 nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+        # Encoder: 96 -> 48 (stem), then each level halves the map: 48 -> 24 -> 12 -> 6.
+        self.stem = nn.Sequential(conv_bn_relu(1, stem), conv_bn_relu(stem, channels[0], stride=2),
+                                  conv_bn_relu(channels[0], channels[0]))
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.MaxPool2d(2), conv_bn_relu(c_in, c_out), conv_bn_relu(c_out, c_out))
+            for c_in, c_out in zip(channels, channels[1:]))
+        # Decoder: back up to the second level (24x24 for 96x96 input), adding the
+        # encoder's map of the same size (a skip connection) at each step.
+        top = min(1, len(channels) - 1)        # the level the heatmaps are drawn at
+        self.lateral = nn.ModuleList(nn.Conv2d(channels[i + 1], channels[i], 1)
+                                     for i in reversed(range(top, len(channels) - 1)))
+        self.up = nn.ModuleList(conv_bn_relu(channels[i], channels[i])
+                                for i in reversed(range(top, len(channels) - 1)))
+        self.heatmap = nn.Conv2d(channels[top], NUM_KEYPOINTS, 1)  # one logit map per keypoint
+
+        # Soft-argmax reads positions in unit coordinates: cell i of a map with
+        # stride s covers pixels [i*s, (i+1)*s), centred at i*s + (s-1)/2.
+        side = IMAGE_SIZE // 2 ** (top + 1)
+        stride = IMAGE_SIZE / side
+        centres = (torch.arange(side) * stride + (stride - 1) / 2 - IMAGE_SIZE / 2) / (IMAGE_SIZE / 2)
+        self.register_buffer("centres", centres, persistent=False)  # (side,)
+        self.last_heatmaps = None  # (N, 15, side, side) softmax maps of the last training batch
+
         # Test-time flip averaging: the keypoint each keypoint becomes in a mirror image.
-        mirror = list(range(NUM_KEYPOINTS))
+        self.mirror = list(range(NUM_KEYPOINTS))
         for left, right in FLIP_PAIRS:
-            mirror[left], mirror[right] = right, left
-        self.register_buffer("mirror", torch.tensor(mirror), persistent=False)
+            self.mirror[left], self.mirror[right] = right, left
         self.flip_test = hparams.get("flip_test", True)
         ### END SOLUTION
 
@@ -76,7 +91,20 @@ class KeypointModel(nn.Module):
         # TODO: Run x through your layers; store the (N, 30) result in `out`.
         ### BEGIN SOLUTION
         def predict(images):  # (N, 1, 96, 96) -> (N, 15, 2), one pass
-            return self.head(self.features(images)).view(-1, NUM_KEYPOINTS, 2)
+            levels = [self.stem(images)]                       # (N, C0, 48, 48)
+            for down in self.down:
+                levels.append(down(levels[-1]))                # ..., (N, C3, 6, 6)
+            features = levels[-1]
+            for lateral, up, skip in zip(self.lateral, self.up, reversed(levels[1:-1])):
+                features = up(F.interpolate(lateral(features), scale_factor=2) + skip)
+            logits = self.heatmap(features)                    # (N, 15, S, S)
+            n, k, side, _ = logits.shape
+            heatmaps = logits.flatten(2).softmax(-1).view(n, k, side, side)
+            if self.training:
+                self.last_heatmaps = heatmaps  # the reference's training loss also shapes the maps
+            x_coord = (heatmaps.sum(2) * self.centres).sum(-1)  # expected column: (N, 15)
+            y_coord = (heatmaps.sum(3) * self.centres).sum(-1)  # expected row: (N, 15)
+            return torch.stack([x_coord, y_coord], dim=-1)
 
         out = predict(x)                                          # (N, 15, 2)
         if self.flip_test and not self.training:
