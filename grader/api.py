@@ -34,6 +34,8 @@ from .results import read_result, write_gradebook, write_json_atomic
 from .sandbox import DESCRIPTIONS, IsolationError, Limits, detect_isolation, exposed_paths
 from .unpack import find_submission_root, holds_submission
 
+# The instructors' hidden test zip, by name: its SHA-256 (kept out of the student package).
+HIDDEN_TEST_SHA256 = {"facial_keypoints_test.zip": "e09ca5ca7d6cbe85bb94d02027b081dfc679714e90a2fc11f115fdcf7c45ffb8"}
 RESULTS_VERSION = 1   # bump when a change of the grader should regrade everything
 
 

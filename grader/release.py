@@ -11,8 +11,9 @@ exercise_code/. They mark the code students write with nbgrader's markers:
 nbgrader strips these markers from notebooks only (it copies .py files verbatim),
 so this module does the same for .py files, with the same semantics: the region is
 replaced by `# YOUR CODE HERE` and `raise NotImplementedError()` at the marker's
-indentation. The solution notebooks, solutions/*.ipynb, become the student
-notebooks in exercise_09/ through nbgrader's own preprocessors.
+indentation. The solution notebooks, solutions/exercise_09/*.ipynb, are nbgrader's
+source notebooks; `nbgrader generate_assignment` makes the student notebooks in
+exercise_09/ of them (the course's own release, course/release/exercise_09/, is the same).
 
     python -m grader.release student     # regenerate the student files in exercise_code/ and exercise_09/
     python -m grader.release check       # exit 1 if exercise_code/ or exercise_09/ has drifted
@@ -21,6 +22,7 @@ notebooks in exercise_09/ through nbgrader's own preprocessors.
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,10 +30,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STUDENT_PACKAGE = REPO_ROOT / "exercise_code"
 SOLUTION_PACKAGE = REPO_ROOT / "solutions" / "exercise_code"
-SOLUTION_NOTEBOOKS = REPO_ROOT / "solutions"    # solutions/*.ipynb, nbgrader source notebooks
+SOLUTION_NOTEBOOKS = REPO_ROOT / "solutions" / "exercise_09"   # nbgrader source notebooks
 STUDENT_NOTEBOOKS = REPO_ROOT / "exercise_09"   # their student versions
 DATASETS = REPO_ROOT / "datasets"
 DEFAULT_SOLVED_DIR = REPO_ROOT / "build" / "solved"
+ASSIGNMENT = "exercise_09"   # the nbgrader assignment: STUDENT_NOTEBOOKS is its release
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
@@ -72,30 +75,51 @@ def strip_solutions(text, name="<text>"):
     return "".join(out)
 
 
-def student_notebook(text):
+def generate_assignment(sources):
     """
-    The student version of an nbgrader source notebook.
+    Run `nbgrader generate_assignment` on source notebooks, in a scratch course.
 
-    Runs the steps of `nbgrader generate_assignment` that work on the notebook
-    alone, in its order; we leave out the ones that need a course directory or
-    its database (IncludeHeaderFooter, InstantiateTests, SaveCells).
+    The scratch course's source folder holds the notebooks and nothing else, so
+    nothing but notebooks can reach the release. No nbgrader_config.py applies:
+    generation needs none of the course's settings.
 
     Inputs:
-    - text: The source notebook's JSON
+    - sources: Dict of notebook file name -> source notebook JSON
 
     Returns:
-    - The student notebook's JSON: solutions stubbed, outputs cleared, cells locked
+    - Dict of notebook file name -> student notebook JSON: solutions stubbed,
+      hidden tests removed, outputs cleared, cells locked, checksums set
     """
-    import nbformat  # imported here: nbgrader takes seconds to import, and only notebooks need it
-    from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearMarkScheme,
-                                        ClearOutput, ClearSolutions, ComputeChecksums, LockCells)
+    with tempfile.TemporaryDirectory(prefix="generate-") as tmp:
+        course = Path(tmp)
+        source = course / "source" / ASSIGNMENT
+        source.mkdir(parents=True)
+        for name, text in sources.items():
+            (source / name).write_text(text)
+        run_nbgrader(["generate_assignment", ASSIGNMENT, "--force", f"--CourseDirectory.root={course}",
+                      f"--CourseDirectory.db_url=sqlite:///{course}/gradebook.db"], cwd=course)
+        return {name: (course / "release" / ASSIGNMENT / name).read_text() for name in sources}
 
-    steps = [LockCells, ClearSolutions, ClearOutput, CheckCellMetadata, ComputeChecksums,
-             ClearHiddenTests, ClearMarkScheme, ComputeChecksums, CheckCellMetadata]
-    notebook, resources = nbformat.reads(text, as_version=4), {}
-    for step in steps:
-        notebook, resources = step().preprocess(notebook, resources)
-    return nbformat.writes(notebook) + "\n"
+
+def run_nbgrader(args, cwd, env=None, check=True):
+    """
+    Run `nbgrader <args>` with this Python, in folder cwd (whose nbgrader_config.py applies).
+
+    nbgrader runs the `alembic` command of its own environment, so that
+    environment's bin/ goes first on PATH. Returns the CompletedProcess; with
+    check, raises RuntimeError with nbgrader's log when it fails.
+    """
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    run = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if check and run.returncode != 0:
+        raise RuntimeError(f"nbgrader {args[0]} failed:\n{run.stdout}{run.stderr}")
+    return run
+
+
+def student_notebook(text):
+    """The student version (JSON) of one source notebook's JSON; see generate_assignment."""
+    return generate_assignment({"notebook.ipynb": text})["notebook.ipynb"]
 
 
 def solution_files():
@@ -109,8 +133,9 @@ def student_versions():
         STUDENT_PACKAGE / rel: strip_solutions((SOLUTION_PACKAGE / rel).read_text(), str(rel))
         for rel in solution_files()
     }
-    for source in sorted(SOLUTION_NOTEBOOKS.glob("*.ipynb")):
-        files[STUDENT_NOTEBOOKS / source.name] = student_notebook(source.read_text())
+    sources = {path.name: path.read_text() for path in sorted(SOLUTION_NOTEBOOKS.glob("*.ipynb"))}
+    for name, text in generate_assignment(sources).items():
+        files[STUDENT_NOTEBOOKS / name] = text
     return files
 
 

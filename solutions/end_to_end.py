@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for `grader`
 from grader.release import REPO_ROOT, use_solved_package  # noqa: E402
@@ -46,13 +46,16 @@ def main(argv=None):
     from exercise_code.networks import DummyKeypointModel
     from exercise_code.submission import create_submission_zip
     from exercise_code.visualization import show_keypoint_grid
-    from grader.api import grade
+    from grader.api import HIDDEN_TEST_SHA256, grade
     from train_reference import train_reference
 
     print("[1/7] Getting the data")
     try:
         data_dir = fetch_dataset(args.source, args.data_dir)
-        test_dir = fetch_dataset(args.test_source, args.test_data_dir) if args.test_source else None
+        test_dir = None
+        if args.test_source:
+            known = HIDDEN_TEST_SHA256.get(PurePosixPath(str(args.test_source)).name)
+            test_dir = fetch_dataset(args.test_source, args.test_data_dir, sha256=known)
     except DataSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -31,7 +31,6 @@ MARKER = ".source.json"  # written last: a folder with it is complete
 
 KNOWN_SHA256 = {
     "facial_keypoints.zip": "a0e16b7ca80278b3a49ada32d55eb0da1c4118f91408d2e0a5fdc9dc1b6e83aa",
-    "facial_keypoints_test.zip": "e09ca5ca7d6cbe85bb94d02027b081dfc679714e90a2fc11f115fdcf7c45ffb8",
 }
 
 HOW_TO_GET = (

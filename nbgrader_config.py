@@ -1,0 +1,88 @@
+"""
+The nbgrader course of this pack. Run every nbgrader command from the repo root.
+
+    solutions/exercise_09/        source notebooks (nbgrader's "source" step)
+    course/release/exercise_09/   what generate_assignment makes of them (same as exercise_09/)
+    course/downloaded/exercise_09/archive/   the submission zips you collect
+    course/submitted/, course/autograded/, course/feedback/, course/gradebook.db
+    course/model_grades/          the grader's result for each model (JSON, grades.csv, leaderboard.md)
+
+course/ is git-ignored: it holds your students' work. The README's instructors'
+section walks a whole term. Every setting here is there for a reason found by
+running nbgrader 0.9.6; the comments say which.
+"""
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # nbgrader imports the plugins below from grader/
+
+from grader.nbgrader_plugins import HIDDEN_TEST_ENV, SUBMISSION_FILE_REGEXP, WARNINGS_ONLY  # noqa: E402
+
+c = get_config()  # noqa: F821 (nbgrader's config loader provides it)
+
+# --- Directories: the source notebooks live in solutions/, everything of the term in course/.
+c.CourseDirectory.root = str(HERE)
+c.CourseDirectory.course_id = "facial_keypoints"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "course/release"
+c.CourseDirectory.submitted_directory = "course/submitted"
+c.CourseDirectory.autograded_directory = "course/autograded"
+c.CourseDirectory.feedback_directory = "course/feedback"
+(HERE / "course").mkdir(exist_ok=True)  # sqlite creates the gradebook, not its folder
+c.CourseDirectory.db_url = f"sqlite:///{HERE / 'course' / 'gradebook.db'}"
+c.ZipCollectApp.downloaded_directory = "course/downloaded"
+# generate_assignment copies every other file of the source folder into the release: an
+# instructor's model (validating a source notebook writes one) must not be released. Only
+# for that command: with `models` in the ignore list autograde would drop each student's model.
+if sys.argv[1:2] == ["generate_assignment"]:
+    c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "models"]
+
+# --- Collecting: create_submission_zip(student_id) writes <student_id>_exercise_09.zip holding
+# exercise_09/*.ipynb, exercise_code/**/*.py and models/keypoint_model.pt. The regexp maps
+# them into the assignment folder (notebooks at its top, exercise_code/ and models/ beside
+# them). Without a regexp zip_collect collects nothing and still exits 0; without
+# valid_ext it collects notebooks only.
+c.FileNameCollectorPlugin.named_regexp = SUBMISSION_FILE_REGEXP
+c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".py", ".pt"]
+
+# --- Autograding.
+# Autograde copies every non-notebook file of the source folder over the student's files;
+# a model left there (say by validating a source notebook) must never replace theirs.
+c.Autograde.exclude_overwriting = {"exercise_09": ["models/keypoint_model.pt"]}
+# A graded cell that writes to stderr scores 0 even when its asserts pass: warnings are
+# not errors, so drop stderr output that is only warnings.
+c.IgnorePattern.enabled = True   # off by default
+c.IgnorePattern.pattern = WARNINGS_ONLY
+# Per cell. Graded runs never train (the notebooks check NBGRADER_EXECUTION), so no
+# cell needs long; one that does is stuck. grader.nbgrader_plugins.FlaggedCsvExport
+# marks submissions whose autograde did not finish, which nbgrader's CSV shows as 0.0.
+c.Execute.timeout = 120
+# The model's points come from the grader's isolated worker, run by nbgrader itself
+# (not by the student's kernel) after the notebook has executed.
+c.Autograde.autograde_preprocessors = [
+    "nbgrader.preprocessors.Execute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "grader.nbgrader_plugins.ScoreModelFile",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# The hidden test split: a CSV (or a folder holding test.csv) outside course/, named by
+# $FACIAL_KEYPOINTS_HIDDEN_TEST. ScoreModelFile takes it out of the environment before
+# any student kernel starts, so student code does not learn where it is.
+c.ScoreModelFile.test_data = os.environ.get(HIDDEN_TEST_ENV, "")
+c.ScoreModelFile.results_dir = str(HERE / "course" / "model_grades")
+
+# --- Feedback: without ClearHiddenTests the feedback HTML shows the hidden tests' source.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+
+# --- Export: nbgrader's CSV plus a column that flags submissions autograde could not finish.
+c.ExportApp.plugin_class = "grader.nbgrader_plugins.FlaggedCsvExport"

@@ -1,0 +1,280 @@
+"""
+The nbgrader course end to end, with the committed nbgrader_config.py.
+
+A small class of submission zips, laid out the way create_submission_zip lays
+them out, goes through `nbgrader zip_collect`, `autograde`, `generate_feedback`
+and `export` in a scratch copy of the course:
+
+    alice  a complete solution
+    bob    the student release with its TODOs untouched (so no model either)
+    carol  a complete solution without its model file
+    dave   a complete solution whose model is over the limits
+    erin   a complete solution whose model code writes warnings to stderr
+    frank  a complete solution plus a cell that never finishes and ignores interrupts
+
+An instructor's model is left in the source folder, as validating a source
+notebook would leave it; it must reach neither the release nor any student.
+"""
+import csv
+import os
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from exercise_code.data import FacialKeypointsDataset
+from exercise_code.evaluation import evaluate_model
+from exercise_code.model_files import save_model
+from exercise_code.networks import KeypointModel
+from exercise_code.submission import MODEL_ENTRY, create_submission_zip, submission_files
+from grader.nbgrader_plugins import HIDDEN_TEST_ENV, SUBMISSION_FILE_REGEXP, WARNINGS_ONLY
+from grader.release import (ASSIGNMENT, REPO_ROOT, SOLUTION_NOTEBOOKS, STUDENT_NOTEBOOKS, build_solved_workspace,
+                            run_nbgrader)
+from grading_fixtures import valid_model  # noqa: F401 (fixture)
+from grading_scenarios import VALID
+
+HIDDEN_ROWS = 64
+CELL_TIMEOUT_S = 20
+NEVER_ENDS = ("import signal, time\n"
+              "signal.signal(signal.SIGINT, signal.SIG_IGN)   # ignores the interrupt nbgrader sends\n"
+              "while True:\n"
+              "    time.sleep(0.1)\n")
+WARNS = ("\n\nimport warnings as _warnings\n"
+         "_plain_forward = KeypointModel.forward\n\n\n"
+         "def _warning_forward(self, x):\n"
+         "    _warnings.warn('erin: this model warns on every call', UserWarning)\n"
+         "    return _plain_forward(self, x)\n\n\n"
+         "KeypointModel.forward = _warning_forward\n")
+
+
+def zip_like_create_submission_zip(pack_root, student_id, out_dir, model_path=None):
+    """The zip create_submission_zip writes, for work it would refuse (no model, a model over the limits)."""
+    files, _ = submission_files(pack_root)
+    if model_path is not None:
+        files.append((Path(model_path), MODEL_ENTRY))
+    zip_path = Path(out_dir) / f"{student_id}_{ASSIGNMENT}.zip"
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path, name in files:
+            archive.write(path, name)
+    return zip_path
+
+
+def solved_pack(root):
+    """A student's pack with everything solved: the solved exercise_code and the solution notebooks."""
+    return build_solved_workspace(root)
+
+
+def student_pack(root):
+    """The student release as handed out: exercise_code/ and exercise_09/ with their TODOs."""
+    root.mkdir(parents=True)
+    shutil.copytree(REPO_ROOT / "exercise_code", root / "exercise_code",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(STUDENT_NOTEBOOKS, root / "exercise_09")
+    return root
+
+
+def build_class(work, archive, model):
+    """Write each student's zip into archive/; return {student: the model they submitted, or None}."""
+    models = {}
+    for student in ("alice", "erin", "frank"):
+        pack = solved_pack(work / student)
+        submitted = KeypointModel({**VALID, "flip_test": student == "erin"})   # erin's model is not alice's
+        submitted.load_state_dict(model.state_dict())
+        if student == "erin":
+            keypoint_nn = pack / "exercise_code" / "networks" / "keypoint_nn.py"
+            keypoint_nn.write_text(keypoint_nn.read_text() + WARNS)
+        if student == "frank":
+            notebook_path = pack / ASSIGNMENT / "1_facial_keypoints.ipynb"
+            notebook = nbformat.read(notebook_path, as_version=4)
+            notebook.cells.append(nbformat.v4.new_code_cell(NEVER_ENDS))
+            nbformat.write(notebook, notebook_path)
+        path = save_model(submitted.eval(), pack / MODEL_ENTRY)
+        create_submission_zip(student, model_path=path, out_dir=archive, pack_root=pack)
+        models[student] = submitted.eval()
+
+    zip_like_create_submission_zip(student_pack(work / "bob"), "bob", archive)
+    zip_like_create_submission_zip(solved_pack(work / "carol"), "carol", archive)
+    pack = solved_pack(work / "dave")
+    too_big = save_model(KeypointModel({"channels": [8, 16, 32, 1024], "stem": 4}), pack / MODEL_ENTRY)
+    zip_like_create_submission_zip(pack, "dave", archive, too_big)
+    models.update(bob=None, carol=None, dave=None)
+    return models
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory, data_dir, test_data_dir, valid_model):  # noqa: F811
+    """Run the whole term once; return what the tests look at."""
+    tmp = tmp_path_factory.mktemp("term")
+    root = tmp / "course_root"
+    (root / "solutions").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "nbgrader_config.py", root)
+    shutil.copytree(SOLUTION_NOTEBOOKS, root / "solutions" / ASSIGNMENT)
+    instructor_model = save_model(KeypointModel({"channels": [4, 8, 8, 8], "stem": 4}),
+                                  root / "solutions" / ASSIGNMENT / MODEL_ENTRY)
+
+    hidden = tmp / "hidden" / "test.csv"   # outside the course folders, as the config asks
+    hidden.parent.mkdir()
+    lines = (test_data_dir / "test.csv").read_text().splitlines(keepends=True)
+    hidden.write_text("".join(lines[: HIDDEN_ROWS + 1]))
+
+    env = {key: value for key, value in os.environ.items() if key not in ("NBGRADER_EXECUTION", HIDDEN_TEST_ENV)}
+    env.update(PYTHONPATH=str(REPO_ROOT), FACIAL_KEYPOINTS_DIR=str(data_dir), MPLBACKEND="Agg")
+
+    def nbgrader(*args, check=True, **extra_env):
+        return run_nbgrader(list(args), cwd=root, env={**env, **extra_env}, check=check)
+
+    nbgrader("generate_assignment", ASSIGNMENT, "--force")
+    archive = root / "course" / "downloaded" / ASSIGNMENT / "archive"
+    archive.mkdir(parents=True)
+    models = build_class(tmp / "students", archive, valid_model)
+    collect = nbgrader("zip_collect", ASSIGNMENT, "--force")
+    autograde = nbgrader("autograde", ASSIGNMENT, "--force", f"--Execute.timeout={CELL_TIMEOUT_S}", check=False,
+                         **{HIDDEN_TEST_ENV: str(hidden)})
+    nbgrader("generate_feedback", ASSIGNMENT, "--force")
+    nbgrader("export", "--to", str(root / "grades.csv"))
+    with (root / "grades.csv").open(newline="") as f:
+        export = {row["student_id"]: row for row in csv.DictReader(f)}
+    return {"root": root, "hidden": hidden, "models": models, "instructor_model": instructor_model,
+            "collect_log": collect.stdout + collect.stderr, "autograde_log": autograde.stdout + autograde.stderr,
+            "export": export}
+
+
+def grades(course, student):
+    """{grade_id: (score, max_score)} of one student's autograded cells, from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    db_url = f"sqlite:///{course['root'] / 'course' / 'gradebook.db'}"
+    out = {}
+    with Gradebook(db_url) as gradebook:
+        submission = gradebook.find_submission(ASSIGNMENT, student)
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                if grade.auto_score is not None:
+                    out[grade.name] = (grade.score, grade.max_score)
+    return out
+
+
+def model_score_output(course, student):
+    """The text the model_score cell shows in the student's autograded notebook."""
+    path = course["root"] / "course" / "autograded" / student / ASSIGNMENT / "1_facial_keypoints.ipynb"
+    cell = next(c for c in nbformat.read(path, as_version=4).cells if c.get("id") == "model_score")
+    return "".join(output.get("text", "") for output in cell.outputs)
+
+
+def all_files(folder):
+    return [path for path in Path(folder).rglob("*") if path.is_file()]
+
+
+def test_zip_collect_puts_each_file_where_the_notebooks_expect_it(course):
+    """Does zip_collect place notebooks, exercise_code/ and models/ in each student's assignment folder?"""
+    submitted = course["root"] / "course" / "submitted"
+    assert sorted(p.name for p in submitted.iterdir()) == sorted(course["models"])
+    alice = submitted / "alice" / ASSIGNMENT
+    assert (alice / "1_facial_keypoints.ipynb").is_file() and (alice / "2_spatial_batchnorm.ipynb").is_file()
+    assert (alice / "exercise_code" / "networks" / "keypoint_nn.py").is_file()
+    assert (alice / MODEL_ENTRY).is_file() and not (submitted / "carol" / ASSIGNMENT / MODEL_ENTRY).exists()
+
+
+def test_submission_regexp_reads_student_ids_with_underscores():
+    """Does the collector's regexp take `jane_doe` from jane_doe_exercise_09.zip, and keep the inner paths?"""
+    base = f"/c/downloaded/{ASSIGNMENT}/extracted/jane_doe_{ASSIGNMENT}"
+    for inner, file_id in [(f"{ASSIGNMENT}/1_facial_keypoints.ipynb", "1_facial_keypoints.ipynb"),
+                           ("exercise_code/networks/keypoint_nn.py", "exercise_code/networks/keypoint_nn.py"),
+                           (MODEL_ENTRY, MODEL_ENTRY)]:
+        match = re.match(SUBMISSION_FILE_REGEXP, f"{base}/{inner}")
+        assert match and match["student_id"] == "jane_doe" and match["file_id"] == file_id
+
+
+def test_complete_solutions_earn_every_autograded_point(course):
+    """Do alice and erin (whose code warns on stderr) get full points in every autograded cell?"""
+    for student in ("alice", "erin"):
+        cells = grades(course, student)
+        assert "model_score" in cells and "model_checks" in cells, cells
+        assert all(score == max_score for score, max_score in cells.values()), (student, cells)
+        assert course["export"][student]["autograde_status"] == "ok"
+
+
+def test_each_student_is_graded_with_their_own_model(course, data_dir):
+    """Is each model's score the one evaluate_model gives for that student's own model on the hidden faces?"""
+    hidden = FacialKeypointsDataset(course["hidden"], use_cache=False)
+    shown = {}
+    for student in ("alice", "erin"):
+        expected = evaluate_model(course["models"][student], hidden)
+        text = model_score_output(course, student)
+        shown[student] = expected
+        assert f"{expected:.2f}" in text or f"{expected:.1f}" in text, (student, expected, text)
+    assert shown["alice"] != shown["erin"]
+
+
+def test_untouched_todos_earn_nothing(course):
+    """Does bob, who changed nothing, get 0 in every autograded cell (his own exercise_code was used)?"""
+    cells = grades(course, "bob")
+    assert cells and all(score == 0 for score, _ in cells.values()), cells
+
+
+def test_a_missing_or_oversized_model_earns_no_model_points(course):
+    """Do carol (no model) and dave (over the limits) get 0 for the model but their dataset points?"""
+    for student in ("carol", "dave"):
+        cells = grades(course, student)
+        assert cells["model_score"][0] == 0 and cells["model_checks"][0] == 0, (student, cells)
+        assert cells["dataset_checks"][0] == cells["dataset_checks"][1], (student, cells)
+    assert "must be under 20 MB" in model_score_output(course, "dave")
+
+
+def test_a_cell_that_never_finishes_is_flagged_in_the_export(course):
+    """Does frank's stuck notebook show up as FAILED in the exported CSV, not only as 0.0?"""
+    row = course["export"]["frank"]
+    assert row["autograde_status"].startswith("FAILED"), row
+    assert float(row["score"]) == 0.0
+    assert {row["autograde_status"] for name, row in course["export"].items() if name != "frank"} == {"ok"}
+
+
+def test_the_instructor_model_is_neither_released_nor_graded(course):
+    """Does the model left in the source folder stay out of the release and out of every student's folder?"""
+    planted = course["instructor_model"].read_bytes()
+    root = course["root"] / "course"
+    for folder in ("release", "autograded", "feedback"):
+        for path in all_files(root / folder):
+            assert path.read_bytes() != planted, path
+    assert not (root / "release" / ASSIGNMENT / "models").exists()
+
+
+def marked_lines(notebooks, begin, end):
+    """Lines (stripped, longer than 8 characters) between `### <begin>` and `### <end>` in the notebooks' cells."""
+    return {line.strip() for nb in notebooks for cell in nb.cells
+            for block in re.findall(rf"### {begin}\n(.*?)### {end}", cell.source, re.S)
+            for line in block.splitlines() if len(line.strip()) > 8}
+
+
+def test_no_solution_hidden_test_or_hidden_data_leaks(course):
+    """Do the release and every feedback file hold no solution, no hidden test and nothing of the hidden data?"""
+    sources = {p.name: nbformat.read(p, as_version=4) for p in SOLUTION_NOTEBOOKS.glob("*.ipynb")}
+    hidden_lines = marked_lines(sources.values(), "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+    assert hidden_lines
+    hidden_rows = course["hidden"].read_text().splitlines()[1:4]   # the header is public; the rows are not
+    root = course["root"] / "course"
+    released = all_files(root / "release")
+    feedback = all_files(root / "feedback")
+    assert any(p.suffix == ".html" for p in feedback)
+    for path in released + feedback:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        assert "BEGIN HIDDEN TESTS" not in text and not any(line in text for line in hidden_lines), path
+        assert not any(row[:200] in text for row in hidden_rows), path
+        assert path.name != "test.csv", path
+    for path in released:   # each notebook against its own solutions (one's solution may be another's given code)
+        solution_lines = marked_lines([sources[path.name]], "BEGIN SOLUTION", "END SOLUTION")
+        assert solution_lines and not any(line in path.read_text() for line in solution_lines), path
+
+
+@pytest.mark.parametrize("stderr, ignored", [
+    ("/x/keypoint_nn.py:12: UserWarning: erin warns\n  warnings.warn('erin warns')\n", True),
+    ("a.py:1: DeprecationWarning: old\n  f()\nb.py:2: RuntimeWarning: overflow\n  g()\n", True),
+    ("Traceback (most recent call last):\nValueError: bad\n", False),
+    ("a.py:1: UserWarning: fine\n  f()\nsomething else on stderr\n", False),
+])
+def test_only_warnings_are_dropped_from_stderr(stderr, ignored):
+    """Does the IgnorePattern of the config match stderr made of warnings only, and nothing else?"""
+    assert bool(re.search(WARNINGS_ONLY, stderr)) is ignored
