@@ -15,12 +15,12 @@ weights into it. We never save the nn.Module itself: that would be a pickle, and
 loading a pickle can run any code.
 """
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
+
+from .atomic_file import atomic_file
 
 FORMAT = "i2dl-keypoint-model-v1"
 PACK_ROOT = Path(__file__).resolve().parents[1]
@@ -61,14 +61,8 @@ def save_model(model, path=DEFAULT_MODEL_FILE):
         "state_dict": {name: t.detach().to("cpu", copy=True) for name, t in model.state_dict().items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(contents, f)
-        os.replace(tmp, path)  # a crash before this line leaves any old file as it was
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path) as f:
+        torch.save(contents, f)
     return path
 
 

@@ -8,11 +8,10 @@ The zip is refused (with a message that says why) when the model file is
 missing, unreadable, or over the limits. Caches, checkpoints, data and large
 files are left out.
 """
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
+from .atomic_file import atomic_file
 from .limits import count_saved_parameters, file_size_problem, parameter_problem
 from .model_files import DEFAULT_MODEL_FILE, PACK_ROOT, ModelFileError, load_model, read_model_file
 
@@ -87,16 +86,9 @@ def create_submission_zip(student_id=None, model_path=DEFAULT_MODEL_FILE, out_di
     out_dir = Path(out_dir or pack_root / "output")
     out_dir.mkdir(parents=True, exist_ok=True)
     zip_path = out_dir / (f"{student_id}_{ASSIGNMENT}.zip" if student_id else f"{ASSIGNMENT}.zip")
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{zip_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for path, name in files:
-                archive.write(path, name)
-        os.replace(tmp, zip_path)  # a half-written zip never takes the place of a good one
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(zip_path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path, name in files:
+            archive.write(path, name)
 
     for _, name in files:
         print(f"  packed  {name}")

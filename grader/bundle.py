@@ -18,15 +18,14 @@ reproducible: entries in sorted order with a fixed timestamp, so the same files
 give the same bytes.
 """
 import argparse
-import os
 import sys
-import tempfile
 import zipfile
 from collections import Counter
 from pathlib import Path
 
 from exercise_code.limits import MAX_FILE_BYTES, MAX_PARAMETERS
-from exercise_code.submission import ASSIGNMENT, LEFT_OUT_DIRS, MODEL_ENTRY
+from exercise_code.atomic_file import atomic_file
+from exercise_code.submission import ASSIGNMENT, MODEL_ENTRY, submission_files
 
 from . import release
 
@@ -198,23 +197,6 @@ Good luck, and have fun!
 """
 
 
-def student_files(root=REPO_ROOT):
-    """
-    The notebooks and package files of the release, as they are in the repo.
-
-    Inputs:
-    - root: The folder holding exercise_09/ and exercise_code/
-
-    Returns:
-    - List of (path on disk, name under the top folder), sorted by name
-    """
-    root = Path(root)
-    paths = list((root / ASSIGNMENT).glob("*.ipynb")) + list((root / "exercise_code").rglob("*.py"))
-    files = [(path, path.relative_to(root).as_posix()) for path in paths
-             if path.is_file() and not LEFT_OUT_DIRS & set(path.relative_to(root).parts)]
-    return sorted(files, key=lambda item: item[1])
-
-
 def bundle_entries(root=REPO_ROOT, constraints=CONSTRAINTS):
     """
     Everything that goes into the zip.
@@ -226,7 +208,9 @@ def bundle_entries(root=REPO_ROOT, constraints=CONSTRAINTS):
     Returns:
     - Dict of entry name in the zip (under TOP_FOLDER/) -> bytes, in sorted order
     """
-    files = student_files(root)
+    files, skipped = submission_files(root)   # the same notebooks and package files a submission holds
+    if skipped:
+        raise BundleError("Files too large for the bundle: " + "; ".join(f"{name} ({why})" for name, why in skipped))
     notebooks = [Path(name).name for _, name in files if name.startswith(f"{ASSIGNMENT}/")]
     if not notebooks:
         raise BundleError(f"No notebooks in {Path(root) / ASSIGNMENT}: run python -m grader.release student")
@@ -251,21 +235,14 @@ def write_zip(entries, out):
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for name, data in entries.items():
-                info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
-                info.create_system = 3                  # Unix, so that unzip applies the mode below
-                info.external_attr = 0o644 << 16        # rw-r--r--, whatever the umask here
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, data)
-        os.chmod(tmp, 0o644)   # mkstemp makes it private; the zip is for handing out
-        os.replace(tmp, out)   # a half-written zip never takes the place of a good one
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(out) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info.create_system = 3                  # Unix, so that unzip applies the mode below
+            info.external_attr = 0o644 << 16        # rw-r--r--, whatever the umask here
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    out.chmod(0o644)   # the temporary file was private; the zip is for handing out
     return out
 
 

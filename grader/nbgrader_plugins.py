@@ -10,6 +10,7 @@ The course's nbgrader plugins, wired up in nbgrader_config.py:
   whose autograde did not finish (nbgrader's own CSV shows them as 0.0)
 """
 import csv
+import io
 import os
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer, Unicode
 
 from exercise_code.submission import ASSIGNMENT
+
+from .results import write_text_atomic
 
 HIDDEN_TEST_ENV = "FACIAL_KEYPOINTS_HIDDEN_TEST"
 MODEL_SCORE_CELL = "model_score"
@@ -120,12 +123,11 @@ class FlaggedCsvExport(CsvExportPlugin):
         coursedir = self.parent.coursedir
         for row in rows:
             row["autograde_status"] = autograde_status(coursedir, gradebook, row["assignment"], row["student_id"])
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["autograde_status"])
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, dest)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["autograde_status"])
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(dest, text.getvalue())
 
 
 def autograde_status(coursedir, gradebook, assignment, student):

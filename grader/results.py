@@ -17,11 +17,11 @@ import csv
 import io
 import json
 import math
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
+
+from exercise_code.atomic_file import atomic_file
 
 GRADER_NAME = "i2dl-keypoints"   # marks our result files among other JSON files
 LEADERBOARD_NAME = "1/(2*MSE)"
@@ -75,14 +75,8 @@ def write_json_atomic(path, data):
 
 def write_text_atomic(path, text):
     """Write text to path via a temporary file and a rename: a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path, "w", newline="") as f:
+        f.write(text)
 
 
 def read_result(path):

@@ -1,4 +1,6 @@
 """The parse-once cache: used when valid, rebuilt when the CSV changes, never trusted when broken."""
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -72,7 +74,7 @@ def test_unwritable_folder_still_loads(make_csv, monkeypatch, capsys):
     path = make_csv("training.csv")
     def refuse(*args, **kwargs):
         raise PermissionError("read-only folder")
-    monkeypatch.setattr(cache.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)   # atomic_file cannot create its temporary file
     assert len(load_keypoints_data(path).images) == 3
     assert "cannot write the cache" in capsys.readouterr().out
     assert not cache_path_for(path).exists()

@@ -7,13 +7,12 @@ that cannot be read or does not look right is ignored and rebuilt: it is never
 trusted. It holds plain arrays only (no pickles).
 """
 import hashlib
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic_file import atomic_file
 from .csv_reader import KeypointsData, read_keypoints_csv
 from .keypoints import IMAGE_SIZE, NUM_KEYPOINTS
 
@@ -81,18 +80,9 @@ def _read_cache(cache_path, digest):
 def _write_cache(cache_path, data, digest):
     """Write the cache atomically (temp file + rename); skip it if the folder is read-only."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=cache_path.parent, prefix=cache_path.name, suffix=".tmp")
-    except OSError as error:
-        print(f"Note: cannot write the cache {cache_path} ({error}); the CSV will be parsed each time.")
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(cache_path) as f:
             np.savez(f, images=data.images, keypoints=data.keypoints,
                      num_dropped=np.int64(data.num_dropped), csv_sha256=np.str_(digest),
                      version=np.int64(CACHE_VERSION))
-        os.replace(tmp, cache_path)
-    except OSError as error:  # a full disk, say: the data is fine, only the cache is lost
-        print(f"Note: could not write the cache {cache_path} ({error}).")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except OSError as error:  # a read-only folder or a full disk: the data is fine, only the cache is lost
+        print(f"Note: cannot write the cache {cache_path} ({error}); the CSV will be parsed each time.")

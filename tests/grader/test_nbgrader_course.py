@@ -62,11 +62,6 @@ def zip_like_create_submission_zip(pack_root, student_id, out_dir, model_path=No
     return zip_path
 
 
-def solved_pack(root):
-    """A student's pack with everything solved: the solved exercise_code and the solution notebooks."""
-    return build_solved_workspace(root)
-
-
 def student_pack(root):
     """The student release as handed out: exercise_code/ and exercise_09/ with their TODOs."""
     root.mkdir(parents=True)
@@ -80,7 +75,7 @@ def build_class(work, archive, model):
     """Write each student's zip into archive/; return {student: the model they submitted, or None}."""
     models = {}
     for student in ("alice", "erin", "frank"):
-        pack = solved_pack(work / student)
+        pack = build_solved_workspace(work / student)
         submitted = KeypointModel({**VALID, "flip_test": student == "erin"})   # erin's model is not alice's
         submitted.load_state_dict(model.state_dict())
         if student == "erin":
@@ -96,8 +91,8 @@ def build_class(work, archive, model):
         models[student] = submitted.eval()
 
     zip_like_create_submission_zip(student_pack(work / "bob"), "bob", archive)
-    zip_like_create_submission_zip(solved_pack(work / "carol"), "carol", archive)
-    pack = solved_pack(work / "dave")
+    zip_like_create_submission_zip(build_solved_workspace(work / "carol"), "carol", archive)
+    pack = build_solved_workspace(work / "dave")
     too_big = save_model(KeypointModel({"channels": [8, 16, 32, 1024], "stem": 4}), pack / MODEL_ENTRY)
     zip_like_create_submission_zip(pack, "dave", archive, too_big)
     models.update(bob=None, carol=None, dave=None)
