@@ -27,11 +27,12 @@ from exercise_code.data.cache import file_sha256
 from exercise_code.data.csv_reader import DataFormatError, read_keypoints_csv
 from exercise_code.data.keypoints import pixels_to_unit
 
+from .jail import DESCRIPTIONS, Limits
 from .parallel import run_isolated
 from .pipeline import Context, grade_submission, make_result
 from .points import PointsRule
 from .results import read_result, write_gradebook, write_json_atomic
-from .sandbox import DESCRIPTIONS, IsolationError, Limits, detect_isolation, exposed_paths
+from .sandbox import IsolationError, detect_isolation, exposed_paths
 from .unpack import find_submission_root, holds_submission
 
 # The instructors' hidden test zip, by name: its SHA-256 (kept out of the student package).
@@ -45,7 +46,7 @@ class GradingConfigError(ValueError):
 
 def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4096, force=False,
           max_points=PointsRule.max_points, full_points_at=PointsRule.full_at, zero_points_at=PointsRule.zero_at,
-          shard=None, isolation="auto", scratch_dir=None, progress=False):
+          shard=None, isolation="jail", scratch_dir=None, progress=False):
     """
     Grade submissions on the hidden test split.
 
@@ -59,14 +60,16 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
     - force: Grade again submissions that out_dir already holds a result for
     - max_points, full_points_at, zero_points_at: The PointsRule (see grader/points.py)
     - shard: "K/N" grades only the K-th of N equal shares of the submissions (for several machines)
-    - isolation: "auto" (the strongest that works), "namespaces", "userns" or "none" (see grader/sandbox.py)
+    - isolation: "jail" (bubblewrap, see grader/jail.py; "auto" is the same) or, only when asked for by name,
+      "none": the students' code then runs unjailed and could read the hidden test file
     - scratch_dir: Where scratch folders go (default: the system's temporary folder)
     - progress: Show a progress bar on stderr
 
     Returns:
     - List of this batch's result dicts (those skipped as already graded included), in submission order
 
-    Raises GradingConfigError before grading anything if the run cannot start.
+    Raises GradingConfigError before grading anything if the run cannot start, the
+    jail included: it never falls back to running student code unjailed.
     Bad submissions never raise: each gets a result with score 0 and a reason.
 
     Submissions are graded in processes started by multiprocessing, which import
@@ -83,7 +86,7 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
         raise GradingConfigError(f"Need jobs >= 1, timeout_s > 0 and memory_mb >= 256 "
                                  f"(got {jobs}, {timeout_s}, {memory_mb})")
     if isolation == "none":
-        warnings.warn(f"Grading without isolation: {DESCRIPTIONS['none']}. Run as root or allow user namespaces.")
+        warnings.warn(f"Grading with isolation 'none', as asked: {DESCRIPTIONS['none']}.")
     test_csv = _test_csv(test_data)
     out_dir = _writable_dir(out_dir)
     _keep_private(isolation, test_csv=test_csv, out_dir=out_dir)

@@ -16,7 +16,7 @@ import warnings
 
 from .api import GradingConfigError, grade
 from .results import MergeError, failed_check, merge_results
-from .sandbox import DESCRIPTIONS
+from .jail import ISOLATIONS
 
 SHOWN_ROWS = 20   # rows of the batch printed; the full table is in grades.csv
 
@@ -48,9 +48,10 @@ def main(argv=None):
                              "(default: none, all or nothing)")
     parser.add_argument("--shard", default=defaults["shard"], metavar="K/N",
                         help="grade only the K-th of N shares of the submissions (one share per machine)")
-    parser.add_argument("--isolation", default=defaults["isolation"],
-                        choices=["auto", *DESCRIPTIONS], help="how the submissions' code is isolated "
-                        "(default %(default)s: the strongest that works here)")
+    parser.add_argument("--isolation", default=defaults["isolation"], choices=["auto", *ISOLATIONS],
+                        help="how the submissions' code is isolated (default %(default)s: bubblewrap; auto is the "
+                             "same). The grader refuses to run if the jail cannot start; 'none' runs student code "
+                             "unjailed, where it could read the hidden test file: only ever by name")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()

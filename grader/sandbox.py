@@ -1,34 +1,23 @@
 """
-Step 4: run grader/worker.py on one submission, inside limits and, where the OS
-allows it, inside a jail.
+Step 4: run grader/worker.py on one submission, in the jail (grader/jail.py),
+and collect what it sends back.
 
-Isolation levels (the strongest that works is picked once per run, and each
-result records which one was in force):
-- "namespaces" (as root): `unshare` gives the worker new network, mount, PID,
-  IPC and UTS namespaces; the worker builds a minimal read-only root (system,
-  Python, this submission, the test images; tmpfs for scratch) and runs the
-  student's code as an unprivileged uid of its own. No network, no other files.
-- "userns" (not root, user namespaces allowed): the same namespaces inside a
-  new user namespace; the student's code runs as the namespace's root, which
-  owns nothing outside the jail.
-- "none": no namespaces. The worker still gets the limits, a scratch working
-  folder and a minimal environment, but it can use the network and read every
-  file the grader's user can read, the hidden test file included.
+The worker sees the system and Python read-only, the submission and the test
+images (no labels) read-only, its own writable work folder, and nothing else:
+no network, no other process, no hidden data, no results. It runs as a fresh
+unprivileged uid under rlimits and a wall-clock kill (see grader/jail.py).
 
-Every level applies rlimits (address space, CPU seconds, file size, no core
-dumps) and a wall-clock timeout, after which the whole process group is killed
-(and with namespaces everything in the PID namespace dies with it).
+Isolation "none" (only when asked for by name) runs the same worker with the
+limits and a scratch folder but without the jail: it could read every file the
+grader's user can read, the hidden test file included. Every result records
+which isolation was in force.
 """
 import json
-import math
 import os
-import random
 import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -36,49 +25,15 @@ from pathlib import Path
 
 from exercise_code.submission import MODEL_ENTRY
 
+from . import jail
+from .jail import DESCRIPTIONS, ISOLATIONS, Limits  # noqa: F401 (the grader's names for them)
+
 WORKER = Path(__file__).with_name("worker.py")
-ISOLATIONS = ("namespaces", "userns", "none")
-DESCRIPTIONS = {
-    "namespaces": "network, mount, PID, IPC and UTS namespaces; a minimal read-only root holding only the system, "
-                  "Python, the submission and the test images; an unprivileged uid; rlimits and a timeout",
-    "userns": "a user namespace with network, mount, PID, IPC and UTS namespaces; a minimal read-only root holding "
-              "only the system, Python, the submission and the test images; rlimits and a timeout",
-    "none": "rlimits, a timeout and a scratch folder only: NO network or filesystem isolation, the worker could "
-            "read any file the grader's user can read (the hidden test file included)",
-}
-UNSHARE = ["unshare", "--net", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
-PREFIXES = {"namespaces": UNSHARE, "userns": UNSHARE[:1] + ["--user", "--map-root-user"] + UNSHARE[1:], "none": []}
-# Each jailed worker gets a uid of its own from this range (no passwd entry needed):
-# RLIMIT_NPROC counts per uid, so a fork bomb cannot starve a worker running beside it.
-WORKER_UIDS = range(200_000, 1_000_000)
-SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"]
-SYSTEM_FILES = ["/etc/ld.so.cache"]
-DEVICES = ["/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"]
-IN_JAIL = {"submission": "/sandbox/submission", "images": "/sandbox/images.npy", "work": "/sandbox/work"}
-TMPFS_MB = {"/sandbox/work": 64, "/tmp": 256, "/dev/shm": 64}  # scratch the student's code may fill
 TAIL_BYTES = 8000          # the end of stdout/stderr we keep for the student
-FILE_MB = 64               # RLIMIT_FSIZE
-PROCESSES = 256            # RLIMIT_NPROC, per worker uid (namespaces only)
 
 
 class IsolationError(RuntimeError):
-    """The requested isolation does not work on this machine; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """
-    - timeout_s: Wall-clock seconds for the whole worker (start, import, load, predict)
-    - memory_mb: Address-space limit of the worker process, in MB
-    - threads: torch threads in the worker
-    """
-    timeout_s: float
-    memory_mb: int
-    threads: int = 1
-
-    def cpu_seconds(self):
-        """The CPU-time backstop: the timeout on every thread, and a margin."""
-        return math.ceil(self.timeout_s * self.threads) + 10
+    """The jail does not start on this machine (or an unknown isolation was asked for); the message says what to do."""
 
 
 @dataclass
@@ -96,24 +51,11 @@ class WorkerRun:
 
 
 def exposed_paths(isolation):
-    """The host paths the jail shows to the worker's code (bind sources): none without a jail."""
-    if isolation == "none":
-        return []
-    python = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
-    return [p for p in SYSTEM_DIRS + SYSTEM_FILES if os.path.exists(p) and not os.path.islink(p)] + sorted(python)
+    """The host paths the jail shows to every worker besides its own files: none without a jail."""
+    return [] if isolation == "none" else ["/usr", *jail.python_paths()]
 
 
-def jail_spec(root, submission_root, images, uid):
-    """The worker's jail: what to mount where (see worker.build_jail)."""
-    binds = [[p, p, "ro"] for p in exposed_paths("namespaces")]
-    binds += [[str(submission_root), IN_JAIL["submission"], "ro"], [str(images), IN_JAIL["images"], "ro"]]
-    binds += [[d, d, "dev"] for d in DEVICES if os.path.exists(d)]
-    symlinks = [[p, os.readlink(p)] for p in SYSTEM_DIRS if os.path.islink(p)]   # merged /usr: /lib -> usr/lib
-    tmpfs = [[path, size, uid if path == IN_JAIL["work"] else None] for path, size in TMPFS_MB.items()]
-    return {"root": str(root), "binds": binds, "symlinks": symlinks, "tmpfs": tmpfs, "uid": uid}
-
-
-def run_worker(*, submission_root, images, scratch, limits, isolation, probe=False):
+def run_worker(*, submission_root, images, scratch, limits, isolation):
     """
     Run the worker on one submission and collect what it sends back.
 
@@ -121,43 +63,41 @@ def run_worker(*, submission_root, images, scratch, limits, isolation, probe=Fal
     - submission_root: Folder holding the submission's models/ and exercise_code/
     - images: A uint8 .npy file of shape (N, 96, 96), the test images (no labels)
     - scratch: An empty folder this run may use
-    - limits: Limits
-    - isolation: One of ISOLATIONS
-    - probe: Only set up the isolation and report (see detect_isolation)
+    - limits: jail.Limits
+    - isolation: "jail" or "none" (checked by detect_isolation)
 
     Returns:
     - WorkerRun
     """
-    scratch = Path(scratch)
-    jailed = isolation != "none"
-    uid = random.SystemRandom().choice(WORKER_UIDS) if isolation == "namespaces" else None
-    workdir = IN_JAIL["work"] if jailed else scratch / "work"
-    if not jailed:
-        (scratch / "work" / "tmp").mkdir(parents=True)
+    jailed = isolation == "jail"
+    work = Path(scratch) / "work"
+    (work / "tmp").mkdir(parents=True)
     read_end, write_end = os.pipe()
-    spec = {
-        "result_fd": write_end, "workdir": str(workdir), "threads": limits.threads, "batch_size": 64,
-        "submission": IN_JAIL["submission"] if jailed else str(submission_root),
-        "images": IN_JAIL["images"] if jailed else str(images),
-        "model_entry": MODEL_ENTRY, "probe": probe,
-        "jail": jail_spec(_empty_dir(scratch / "root"), submission_root, images, uid) if jailed else None,
-    }
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(workdir),
-           "TMPDIR": "/tmp" if jailed else str(workdir / "tmp"), "MALLOC_ARENA_MAX": "2",
+    spec = {"result_fd": write_end, "threads": limits.threads, "batch_size": 64, "submission": str(submission_root),
+            "images": str(images), "model_entry": MODEL_ENTRY}
+    command = [sys.executable, "-I", "-B", str(WORKER), json.dumps(spec)]
+    seccomp = jail.seccomp_fd() if jailed else None
+    if jailed:
+        uid = jail.new_uid()
+        jail.give_to(work, uid)
+        command = jail.jail_command(command, limits=limits, chdir=work, read_only=[submission_root, images, WORKER],
+                                    writable=[work], uid=uid, seccomp_fd=seccomp)
+    env = {**jail.BASE_ENV, "HOME": str(work), "TMPDIR": str(work / "tmp"), "MPLCONFIGDIR": str(work / "tmp"),
            "OMP_NUM_THREADS": str(limits.threads), "MKL_NUM_THREADS": str(limits.threads)}
-    command = PREFIXES[isolation] + [sys.executable, "-I", "-B", str(WORKER), json.dumps(spec)]
     start = time.perf_counter()
     try:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(write_end,), env=env, cwd=workdir if not jailed else scratch,
+            pass_fds=(write_end,) + ((seccomp,) if jailed else ()), env=env, cwd=work,
             start_new_session=True,   # one process group: a timeout kills all of it
-            preexec_fn=lambda: _set_limits(limits, isolation))
+            preexec_fn=None if jailed else lambda: _set_limits(limits))   # in the jail, prlimit sets them
     except BaseException:
         os.close(read_end)
         raise
     finally:
         os.close(write_end)   # the worker holds the only write end: EOF when it is gone
+        if seccomp is not None:
+            os.close(seccomp)
     readers = [_Reader(open(read_end, "rb", buffering=0), keep="all"), _Reader(process.stdout),
                _Reader(process.stderr)]
     timed_out = False
@@ -165,8 +105,8 @@ def run_worker(*, submission_root, images, scratch, limits, isolation, probe=Fal
         process.wait(timeout=limits.timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
-    finally:  # on a timeout, when interrupted, and for what a finished worker left running (without
-        try:  # namespaces; with them, those died with the PID namespace): never leave a process behind
+    finally:  # on a timeout, when interrupted, and for what a finished worker left running (in the
+        try:  # jail, those die with its PID namespace when bwrap goes): never leave a process behind
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
@@ -180,54 +120,27 @@ def run_worker(*, submission_root, images, scratch, limits, isolation, probe=Fal
                      stdout=readers[1].text())
 
 
-def detect_isolation(choice="auto"):
+def detect_isolation(choice="jail"):
     """
-    The isolation to use: for "auto" the strongest that works here, else choice
-    itself after checking that it works. Raises IsolationError if it does not.
+    The isolation to grade with: "jail" ("auto" is the same) after checking that
+    the jail starts here, or "none" when asked for by name. Never falls back:
+    raises IsolationError, saying what to install, when the jail cannot start.
     """
-    if choice not in ("auto",) + ISOLATIONS:
-        raise IsolationError(f"Unknown isolation {choice!r}; choose one of auto, {', '.join(ISOLATIONS)}")
-    candidates = [choice] if choice != "auto" else (["namespaces"] if os.geteuid() == 0 else []) + ["userns", "none"]
-    problems = []
-    for isolation in candidates:
-        problem = _probe(isolation)
-        if problem is None:
-            return isolation
-        problems.append(f"{isolation}: {problem}")
-    raise IsolationError("No isolation works here (" + "; ".join(problems) + ").")
+    choice = "jail" if choice == "auto" else choice
+    try:
+        return jail.require(choice)
+    except jail.JailUnavailable as error:
+        raise IsolationError(str(error)) from None
 
 
-def _probe(isolation):
-    """None if a worker can start with this isolation, else what went wrong."""
-    if isolation != "none" and not (sys.platform.startswith("linux") and shutil.which("unshare")):
-        return "needs Linux and util-linux's `unshare` command"
-    with tempfile.TemporaryDirectory(prefix="grader-probe-") as scratch:
-        images = Path(scratch) / "images.npy"
-        images.write_bytes(b"")
-        (Path(scratch) / "submission").mkdir()
-        run = run_worker(submission_root=Path(scratch) / "submission", images=images, scratch=scratch,
-                         limits=Limits(timeout_s=30, memory_mb=1024), isolation=isolation, probe=True)
-    if run.report and run.report.get("ok"):
-        return None
-    detail = (run.report or {}).get("error") or run.stderr.strip().splitlines()[-1:] or [f"exit code {run.exit_code}"]
-    return detail if isinstance(detail, str) else detail[0]
-
-
-def _set_limits(limits, isolation):
-    """In the child before exec (so unshare, the worker and the student's code all inherit them)."""
+def _set_limits(limits):
+    """Isolation "none": the limits, set in the child before exec (the jail sets its own with prlimit)."""
     memory = limits.memory_mb * 2 ** 20
     cpu = limits.cpu_seconds()
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))       # SIGXCPU first, SIGKILL 5 s later
-    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_MB * 2 ** 20,) * 2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb * 2 ** 20,) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if isolation == "namespaces":  # per worker uid; elsewhere it would count all of the grader's processes
-        resource.setrlimit(resource.RLIMIT_NPROC, (PROCESSES, PROCESSES))
-
-
-def _empty_dir(path):
-    path.mkdir(mode=0o755)
-    return path
 
 
 def _parse_lines(data):
@@ -250,7 +163,7 @@ def _parse_lines(data):
 
 
 def _signal_name(code, jailed):
-    """The signal that ended the student's process: -N from Popen, 128+N from the jail's init and unshare."""
+    """The signal that ended the student's process: -N from Popen, 128+N through bwrap and timeout."""
     if code is None or code == 0:
         return None
     number = -code if code < 0 else code - 128 if jailed and code > 128 else None

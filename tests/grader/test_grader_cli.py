@@ -74,7 +74,7 @@ def test_missing_submission_is_a_usage_error(tmp_path, hidden_subset, capsys):
 def test_hidden_data_inside_the_jail_is_refused():
     """Would the grader refuse to run if the test file sat where the jail shows files (inside Python's prefix)?"""
     with pytest.raises(GradingConfigError, match="which the worker can read"):
-        _keep_private("namespaces", test_csv=Path(sys.prefix).resolve() / "test.csv")
+        _keep_private("jail", test_csv=Path(sys.prefix).resolve() / "test.csv")
     _keep_private("none", test_csv=Path(sys.prefix).resolve() / "test.csv")   # no jail, nothing to keep out of it
 
 
@@ -172,10 +172,10 @@ def test_grading_run_from_the_command_line(tmp_path, valid_model, hidden_subset,
     assert f"1 submissions, 1 scored" in run.stdout and f"Isolation: {isolation}." in run.stdout
     assert "1/1" in run.stderr
 
-    # Where no namespaces work, the grader still runs, warns, and every result says so.
+    # Isolation "none", asked for by name: the grader runs, warns, and every result says so.
     run = subprocess.run(command + ["--force", "--isolation", "none"], cwd=REPO_ROOT, capture_output=True,
                          text=True, timeout=300)
-    assert run.returncode == 0 and "warning: Grading without isolation" in run.stderr
+    assert run.returncode == 0 and "warning: Grading with isolation 'none', as asked" in run.stderr
     result = json.loads((tmp_path / "out" / "valid.json").read_text())
     assert result["score"] == 100 and result["extra_data"]["isolation"] == "none"
-    assert "NO network or filesystem isolation" in result["extra_data"]["isolation_text"]
+    assert "NO isolation (asked for by name)" in result["extra_data"]["isolation_text"]
