@@ -23,6 +23,8 @@ import torch
 from .atomic_file import atomic_file
 
 FORMAT = "i2dl-keypoint-model-v1"
+KEYS = {"format", "class_name", "hparams_json", "parameter_names", "state_dict"}
+MAX_HPARAMS_CHARS = 65_536   # hparams are a few settings: nothing else may travel in them
 PACK_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_FILE = PACK_ROOT / "models" / "keypoint_model.pt"  # where the grader looks
 
@@ -106,8 +108,12 @@ def _shape_problem(contents):
     """What is wrong with the loaded structure, or None."""
     if not isinstance(contents, dict) or contents.get("format") != FORMAT:
         return f"expected a dict with format {FORMAT!r}"
+    if set(contents) != KEYS:   # anything else in the file could carry weights past the limits
+        return f"expected exactly the keys {sorted(KEYS)}, got {sorted(map(str, contents))}"
     if not isinstance(contents.get("class_name"), str):
         return "class_name is missing"
+    if isinstance(contents["hparams_json"], str) and len(contents["hparams_json"]) > MAX_HPARAMS_CHARS:
+        return f"hparams_json is over {MAX_HPARAMS_CHARS:,} characters; hparams are settings, not data"
     try:
         if not isinstance(json.loads(contents.get("hparams_json")), dict):
             return "hparams_json is not a JSON object"
@@ -117,6 +123,8 @@ def _shape_problem(contents):
     if not isinstance(state_dict, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
         return "state_dict is not a dict of named tensors"
+    if any(v.layout != torch.strided or v.is_nested for v in state_dict.values()):
+        return "state_dict holds sparse or nested tensors; save plain (dense) ones"
     if not isinstance(names, list) or not set(names) <= set(state_dict):
         return "parameter_names do not name tensors of the state_dict"
     return None

@@ -1,7 +1,8 @@
 """
 Steps 2 and 3: find the model file, check its size, read it as plain data and
-count its parameters, all before any student code runs. Each function is one
-check: it returns what the next one needs, or raises ModelCheckError naming it.
+count its parameters and buffers, all before any student code runs. Each
+function is one check: it returns what the next one needs, or raises
+ModelCheckError naming it.
 
 Only the instructor's own code runs here: the limits and the file reader of the
 trusted exercise_code package (never the submission's). read_model_file uses
@@ -65,7 +66,16 @@ def read_plain_model(path):
 
 
 def check_parameters(saved):
-    """Step 3b: the number of parameters, counted from the tensors, if it is within the limit."""
+    """
+    Step 3b: what the parameter limit counts, if it is within the limit.
+
+    Inputs:
+    - saved: The file's contents (see read_plain_model)
+
+    Returns:
+    - count: The values of every tensor in the file's state_dict, parameters and
+      buffers alike (see exercise_code.limits), not just those in parameter_names
+    """
     count = count_saved_parameters(saved)
     problem = parameter_problem(count)
     if problem:

@@ -33,14 +33,15 @@ from exercise_code.submission import MODEL_ENTRY
 from .model_check import ModelCheckError, check_parameters, find_model_file, read_plain_model
 from .points import PointsRule
 from .results import build_result
-from .sandbox import DESCRIPTIONS, Limits, run_worker
+from .jail import DESCRIPTIONS, Limits
+from .sandbox import run_worker
 from .unpack import UnpackError, find_submission_root, unpack
 
 CHECKS = {
     "unpack": "The submission unpacks safely",
     "model_file": f"{MODEL_ENTRY} is there and under {MAX_FILE_BYTES / 1e6:.0f} MB",
     "plain_data": "The model file holds plain weights (it loads without running code)",
-    "parameters": f"The model has fewer than {MAX_PARAMETERS:,} parameters",
+    "parameters": f"The model has fewer than {MAX_PARAMETERS:,} parameters, counting buffers",
     "code": "Your exercise_code builds KeypointModel(hparams) and loads the weights",
     "predictions": "Predictions for every test image: in time, in memory, of the right shape, finite",
     "score": "Score on the hidden test set",
@@ -71,7 +72,7 @@ class Context:
     - images: Path of a uint8 .npy array (N, 96, 96), the test images (no labels)
     - targets: float32 array (N, 15, 2), the test keypoints in unit coordinates
     - scratch: A folder for the submissions' scratch folders
-    - limits, isolation: For the worker (see sandbox.py)
+    - limits, isolation: For the worker (see jail.py and sandbox.py)
     - points: PointsRule
     - key: Identifies the test data and points rule (results with another key are regraded)
     """
@@ -145,7 +146,7 @@ def check_predictions(run, n, limits):
     Inputs:
     - run: sandbox.WorkerRun
     - n: Number of test images
-    - limits: sandbox.Limits (for the messages)
+    - limits: jail.Limits (for the messages)
 
     Returns:
     - predictions: float32 tensor of shape (n, 30) or (n, 15, 2), all finite

@@ -51,6 +51,24 @@ def test_too_many_parameters_is_a_fail_line(capsys):
     assert "FAIL parameter count: The model has 5,000,000 parameters" in capsys.readouterr().out
 
 
+class Hoarder(KeypointModel):
+    """A real KeypointModel with few parameters, hiding 6,000,000 float16 values in a buffer (a 12 MB file)."""
+
+    def __init__(self, hparams):
+        super().__init__(hparams)
+        self.register_buffer("table", torch.zeros(6_000_000, dtype=torch.float16))
+
+
+def test_buffer_hoard_fails_the_parameter_checks(tmp_path, capsys):
+    """Does a model hiding 6,000,000 values in a buffer fail the parameter count and the file check, saying why?"""
+    model = Hoarder({"channels": [4, 8, 8, 8]})
+    path = save_model(model, tmp_path / "m.pt")
+    assert check_keypoint_model(model, path) == (3, 5)   # shapes and file size (12 MB) pass
+    out = capsys.readouterr().out
+    assert "FAIL parameter count: The model has 6,00" in out and "parameters, counting buffers" in out
+    assert "FAIL model file loads: The model has 6,00" in out and "PASS model file size" in out
+
+
 def test_missing_file_is_a_fail_line(tmp_path, capsys):
     """Is a model file that does not exist a FAIL line?"""
     passed, total = check_keypoint_model(KeypointModel({"channels": [4, 8, 8, 8]}), tmp_path / "none.pt")

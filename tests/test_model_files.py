@@ -41,10 +41,11 @@ def test_file_is_plain_data(model, tmp_path):
 
 
 def test_parameter_count_from_the_file(model, tmp_path):
-    """Does the file give the same parameter count as model.parameters() (buffers not counted)?"""
+    """Does the file give the same count as the model, parameters and BatchNorm's running stats alike?"""
     saved = read_model_file(save_model(model, tmp_path / "m.pt"))
     assert count_saved_parameters(saved) == count_parameters(model)
     assert len(saved["state_dict"]) > len(saved["parameter_names"])  # batchnorm buffers are saved too
+    assert count_parameters(model) > sum(p.numel() for p in model.parameters())  # and counted
 
 
 def test_saving_keeps_the_model_as_it_was(model, tmp_path):
@@ -156,6 +157,13 @@ def test_whole_module_saved_by_torch_save(model, tmp_path):
       "parameter_names": ["w"], "state_dict": {"v": torch.zeros(1)}}, "parameter_names"),
     ({"format": model_files.FORMAT, "class_name": "KeypointModel", "hparams_json": "{}",
       "parameter_names": [], "state_dict": {"v": "text"}}, "named tensors"),
+    # Places where weights could ride past the limits, which count the state_dict's dense tensors:
+    ({"format": model_files.FORMAT, "class_name": "KeypointModel", "hparams_json": "{}", "parameter_names": [],
+      "state_dict": {}, "extra": torch.zeros(6_000_000, dtype=torch.float16)}, "expected exactly the keys"),
+    ({"format": model_files.FORMAT, "class_name": "KeypointModel", "hparams_json": '{"w": "' + "9" * 70_000 + '"}',
+      "parameter_names": [], "state_dict": {}}, "hparams are settings, not data"),
+    ({"format": model_files.FORMAT, "class_name": "KeypointModel", "hparams_json": "{}", "parameter_names": [],
+      "state_dict": {"s": torch.zeros(3, 3).to_sparse()}}, "sparse or nested"),
 ])
 def test_malformed_files(tmp_path, contents, words):
     """Is each malformed structure refused with what is wrong?"""
@@ -183,7 +191,8 @@ def test_missing_file(tmp_path):
 def test_limits_at_the_boundary(tmp_path):
     """Is 4,999,999 parameters allowed and 5,000,000 not; 19,999,999 bytes allowed and 20,000,000 not?"""
     assert parameter_problem(MAX_PARAMETERS - 1) is None
-    assert "5,000,000 parameters; it must have fewer than 5,000,000" in parameter_problem(MAX_PARAMETERS)
+    assert "5,000,000 parameters, counting buffers; it must have fewer than 5,000,000" in \
+        parameter_problem(MAX_PARAMETERS)
     small, big = tmp_path / "small", tmp_path / "big"
     small.write_bytes(b"\0" * (MAX_FILE_BYTES - 1))
     big.write_bytes(b"\0" * MAX_FILE_BYTES)

@@ -90,6 +90,23 @@ def test_too_many_parameters(workspace):
         build(workspace)
 
 
+class Hoarder(KeypointModel):
+    """A real KeypointModel with few parameters, hiding 6,000,000 float16 values in a buffer (a 12 MB file)."""
+
+    def __init__(self, hparams):
+        super().__init__(hparams)
+        self.register_buffer("table", torch.zeros(6_000_000, dtype=torch.float16))
+
+
+def test_buffer_hoard_is_refused(workspace):
+    """Is a model with few parameters but a 6,000,000-value buffer refused for its count, with no zip written?"""
+    path = save_model(Hoarder(SMALL), workspace / "models" / "keypoint_model.pt")
+    assert path.stat().st_size < 20_000_000   # so only the parameter limit can catch it
+    with pytest.raises(SubmissionError, match="parameters, counting buffers; it must have fewer than 5,000,000"):
+        build(workspace)
+    assert not (workspace / "output").exists()
+
+
 def test_file_too_large(workspace):
     """Is a file over 20 MB refused even with few parameters (float64)?"""
     save_model(Wide(3_000_000, torch.float64), workspace / "models" / "keypoint_model.pt")

@@ -1,7 +1,7 @@
 """
 Checks of your KeypointModel, run from the notebook 1_facial_keypoints.ipynb:
 
-    test_keypoint_model(model)                 # output shapes, parameter count
+    test_keypoint_model(model)                 # output shapes, parameter count (buffers count too)
     test_keypoint_model(model, "models/...")   # and the saved file: it loads, it is small enough
 
 Each prints one line per check and "Tests passed: k/n", and returns (k, n).
@@ -37,7 +37,7 @@ def _checks_of_model(model):
         problem = parameter_problem(count)
         if problem:
             raise CheckFailure(problem)
-        return f"{count:,} parameters (limit: fewer than {MAX_PARAMETERS:,})"
+        return f"{count:,} parameters, counting buffers (limit: fewer than {MAX_PARAMETERS:,})"
 
     return [batch_shape, single_shape, parameters]
 

@@ -105,6 +105,23 @@ class _Flat(nn.Module):
 
 _Flat.__name__ = "KeypointModel"   # the name the file records, so only the size or count can fail
 
+HOARD_VALUES = 6_000_000   # float16: a 12 MB file, under the 20 MB limit, over the parameter limit
+HOARD_INIT = ("\n\n_honest_init = KeypointModel.__init__\n\n\ndef _hoarding_init(self, hparams):\n"
+              "    _honest_init(self, hparams)\n"
+              f"    self.register_buffer('table', torch.zeros({HOARD_VALUES}, dtype=torch.float16))\n"
+              "\n\nKeypointModel.__init__ = _hoarding_init\n")
+
+
+class _Hoarder(KeypointModel):
+    """A KeypointModel with few parameters that hides HOARD_VALUES values in a buffer (not in parameter_names)."""
+
+    def __init__(self, hparams):
+        super().__init__(hparams)
+        self.register_buffer("table", torch.zeros(HOARD_VALUES, dtype=torch.float16))
+
+
+_Hoarder.__name__ = "KeypointModel"
+
 
 # Forward-pass misbehaviours: code run inside the wrapped forward (see patch_forward).
 FORWARDS = {
@@ -224,6 +241,13 @@ def build_submission(scenario, dest, model, *, spy_targets=(), spy_port=0, marke
     if scenario == "too_many_parameters":   # float16 keeps the file at 10 MB
         save_model(_Flat(5_000_001, torch.float16), work / MODEL_ENTRY)
         return zip_folder(work, zip_path, compression=zipfile.ZIP_STORED)
+    if scenario == "buffer_hoard":   # the student's own KeypointModel keeps a 12 MB table as a buffer
+        path = networks / "keypoint_nn.py"
+        path.write_text(path.read_text() + HOARD_INIT)   # so without the limit, the weights would load and score
+        hoarder = _Hoarder(model.hparams)
+        hoarder.load_state_dict(model.state_dict(), strict=False)   # the valid weights, plus the table
+        save_model(hoarder, work / MODEL_ENTRY)
+        return zip_folder(work, zip_path, compression=zipfile.ZIP_STORED)   # zeros would look like a bomb
     if scenario == "pickle_payload":
         contents = torch.load(work / MODEL_ENTRY, weights_only=True)
         contents["state_dict"]["payload"] = _Payload(marker)
@@ -271,6 +295,7 @@ SCENARIOS = {
     "missing_model": ("model_file", "Your submission has no models/keypoint_model.pt"),
     "model_over_20mb": ("model_file", "it must be under 20 MB"),
     "too_many_parameters": ("parameters", "The model has 5,000,001 parameters"),
+    "buffer_hoard": ("parameters", "parameters, counting buffers; it must have fewer than 5,000,000"),
     "state_dict_mismatch": ("code", "do not fit the KeypointModel"),   # then torch's list of missing keys
     "syntax_error": ("code", "SyntaxError"),
     "import_error": ("code", "RuntimeError: boom at import"),

@@ -7,7 +7,7 @@ from exercise_code.limits import MAX_PARAMETERS
 from exercise_code.model_files import save_model
 from exercise_code.submission import MODEL_ENTRY
 from grader.model_check import ModelCheckError, check_parameters, find_model_file, read_plain_model
-from grading_scenarios import SMALL, _Flat, _Payload
+from grading_scenarios import HOARD_VALUES, SMALL, _Flat, _Hoarder, _Payload
 
 
 @pytest.fixture
@@ -23,9 +23,11 @@ def check_all(root):
 
 
 def test_valid_model_passes(root):
-    """Does a saved KeypointModel pass, with its parameter count read from the tensors?"""
+    """Does a saved KeypointModel pass, with its count read from the tensors (BatchNorm's running stats too)?"""
     from exercise_code.networks import KeypointModel
-    assert check_all(root) == sum(p.numel() for p in KeypointModel(SMALL).parameters())
+    model = KeypointModel(SMALL)
+    running = sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
+    assert running > 0 and check_all(root) == sum(p.numel() for p in model.parameters()) + running
 
 
 def test_missing_model_names_the_pt_files_found(root):
@@ -84,3 +86,16 @@ def test_parameter_limit(root, count, allowed):
         with pytest.raises(ModelCheckError, match=f"has {count:,} parameters") as error:
             check_all(root)
         assert error.value.check == "parameters"
+
+
+def test_buffer_hoard_is_refused(root):
+    """Is a model with few parameters but 6,000,000 float16 values in a buffer (a 12 MB file) refused?"""
+    model = _Hoarder(SMALL)
+    save_model(model, root / MODEL_ENTRY)
+    saved = read_plain_model(find_model_file(root))   # under 20 MB, plain data, a "KeypointModel"
+    assert sum(saved["state_dict"][name].numel() for name in saved["parameter_names"]) < 10_000   # the old count
+    expected = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
+    assert expected > HOARD_VALUES
+    with pytest.raises(ModelCheckError, match=f"has {expected:,} parameters, counting buffers") as error:
+        check_parameters(saved)
+    assert error.value.check == "parameters"
