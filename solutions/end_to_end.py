@@ -46,7 +46,7 @@ def main(argv=None):
     from exercise_code.networks import DummyKeypointModel
     from exercise_code.submission import create_submission_zip
     from exercise_code.visualization import show_keypoint_grid
-    from grader.api import HIDDEN_TEST_SHA256, grade
+    from grader.api import HIDDEN_TEST_SHA256, GradingConfigError, grade
     from train_reference import train_reference
 
     print("[1/7] Getting the data")
@@ -89,10 +89,19 @@ def main(argv=None):
         print("[7/7] No hidden test split given (--test-source): not grading")
         return 0
     print("[7/7] Grading the zip on the hidden test split")
-    result = grade(submissions=[zip_path], test_data=test_dir, out_dir=args.out / "grades", force=True)[0]
+    try:
+        result = grade(submissions=[zip_path], test_data=test_dir, out_dir=args.out / "grades", force=True)[0]
+    except GradingConfigError as error:   # the jail cannot start, say: the grader refuses, and says why
+        print(f"error: grading did not run: {error}", file=sys.stderr)
+        return 1
     print(f"      {result['output']}")
+    if result["extra_data"]["raw_score"] is None:
+        print(f"error: the grader could not score the zip (see above; details in {args.out / 'grades'})",
+              file=sys.stderr)
+        return 1
     print(f"      score on the hidden test split: {result['extra_data']['raw_score']:.1f} "
-          f"-> {result['score']:g}/{result['tests'][-1]['max_score']:g} points")
+          f"-> {result['score']:g}/{result['tests'][-1]['max_score']:g} points "
+          f"(isolation: {result['extra_data']['isolation']})")
     return 0
 
 
