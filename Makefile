@@ -10,7 +10,7 @@ export FACIAL_KEYPOINTS_SOURCE ?= ../shared/datasets/facial_keypoints.zip
 export FACIAL_KEYPOINTS_TEST_SOURCE ?= ../shared/datasets/facial_keypoints_test.zip
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup jail-deps clean
 
 demo: setup
 	$(PY) solutions/end_to_end.py $(DEMO_ARGS)
@@ -18,13 +18,24 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
-setup: $(VENV)/.installed
+setup: jail-deps $(VENV)/.installed
+
+# Student code is graded in a bubblewrap jail with a libseccomp filter (grader/jail.py), on Linux.
+JAIL_MISSING := $(if $(shell which bwrap 2>/dev/null),,bubblewrap) $(if $(wildcard /usr/lib/*/libseccomp.so.2),,libseccomp2)
+jail-deps:
+ifeq ($(shell uname -s),Linux)
+ifneq ($(strip $(JAIL_MISSING)),)
+	@if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y bubblewrap libseccomp2; \
+	else echo "Grading needs $(strip $(JAIL_MISSING)): as root, run apt-get install $(strip $(JAIL_MISSING))"; exit 1; fi
+endif
+endif
 
 # torch goes in first, pinned: an unpinned torch would pull gigabytes of CUDA packages.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[dev]" -c constraints.txt
+	$(PY) -m grader.kernel_jail install
 	touch $@
 
 clean:

@@ -11,14 +11,13 @@ course/ is git-ignored: it holds your students' work. The README's instructors'
 section walks a whole term. Every setting here is there for a reason found by
 running nbgrader 0.9.6; the comments say which.
 """
-import os
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # nbgrader imports the plugins below from grader/
 
-from grader.nbgrader_plugins import HIDDEN_TEST_ENV, SUBMISSION_FILE_REGEXP, WARNINGS_ONLY  # noqa: E402
+from grader.nbgrader_plugins import SUBMISSION_FILE_REGEXP  # noqa: E402
 
 c = get_config()  # noqa: F821 (nbgrader's config loader provides it)
 
@@ -51,31 +50,34 @@ c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".py", ".pt"]
 # Autograde copies every non-notebook file of the source folder over the student's files;
 # a model left there (say by validating a source notebook) must never replace theirs.
 c.Autograde.exclude_overwriting = {"exercise_09": ["models/keypoint_model.pt"]}
-# A graded cell that writes to stderr scores 0 even when its asserts pass: warnings are
-# not errors, so drop stderr output that is only warnings.
-c.IgnorePattern.enabled = True   # off by default
-c.IgnorePattern.pattern = WARNINGS_ONLY
 # Per cell. Graded runs never train (the notebooks check NBGRADER_EXECUTION), so no
 # cell needs long; one that does is stuck. grader.nbgrader_plugins.FlaggedCsvExport
 # marks submissions whose autograde did not finish, which nbgrader's CSV shows as 0.0.
 c.Execute.timeout = 120
-# The model's points come from the grader's isolated worker, run by nbgrader itself
-# (not by the student's kernel) after the notebook has executed.
+# Every point comes from trusted code, never from the student's kernel (which can make
+# any later cell pass). TrustedGrades, first, grades the submitted folder in nbgrader's
+# own process before the notebook's kernel starts: the check cells by running the
+# student's functions in the jail on the grader's inputs, the model_score cell with the
+# grader. Then the notebook runs, each kernel jailed (grader/kernel_jail.py), for the
+# student's feedback. WriteTrustedGrades then puts the points in the cells.
 c.Autograde.autograde_preprocessors = [
-    "nbgrader.preprocessors.Execute",
-    "nbgrader.preprocessors.IgnorePattern",
-    "grader.nbgrader_plugins.ScoreModelFile",
+    "grader.nbgrader_plugins.TrustedGrades",
+    "grader.kernel_jail.JailedExecute",
+    "grader.nbgrader_plugins.WriteTrustedGrades",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
-# The hidden test split: a CSV (or a folder holding test.csv) outside course/, named by
-# $FACIAL_KEYPOINTS_HIDDEN_TEST. ScoreModelFile takes it out of the environment before
-# any student kernel starts, so student code does not learn where it is.
-c.ScoreModelFile.test_data = os.environ.get(HIDDEN_TEST_ENV, "")
-c.ScoreModelFile.results_dir = str(HERE / "course" / "model_grades")
+# The hidden test split (a CSV, or a folder holding test.csv) stays out of this file, out
+# of course/ and out of every environment variable: give it on the command line,
+#     nbgrader autograde exercise_09 --TrustedGrades.test_data=/somewhere/test.csv
+# where only nbgrader's own process sees it (kernels run in a PID namespace of their own).
+c.TrustedGrades.results_dir = str(HERE / "course" / "model_grades")
+# Student code runs jailed; autograde refuses if the jail cannot start. The only way out
+# is by name, and the export's isolation column then says "none":
+#     c.StudentCodeIsolation.isolation = "none"
 
 # --- Feedback: without ClearHiddenTests the feedback HTML shows the hidden tests' source.
 c.GenerateFeedback.preprocessors = [

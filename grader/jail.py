@@ -105,8 +105,8 @@ def jail_command(argv, *, limits, chdir, read_only=(), writable=(), env=None, ui
     - limits: Limits
     - chdir: The working folder inside the jail (one of `writable` or `read_only`, or /tmp)
     - read_only: Host paths shown read-only, at the same path
-    - writable: Host folders shown writable, at the same path (as root, chown them to uid first:
-      see give_to)
+    - writable: Host folders shown writable, at the same path, or (source, target) pairs to show
+      source at target (as root, chown them to uid first: see give_to)
     - env: Extra environment variables, on top of BASE_ENV (nothing else of the caller's gets in)
     - uid: The uid to run as (as root; new_uid()); ignored for other users, who keep their own
     - seccomp_fd: A file descriptor holding the filter (seccomp_fd()); it must be passed to the child
@@ -130,13 +130,14 @@ def jail_command(argv, *, limits, chdir, read_only=(), writable=(), env=None, ui
     args += [op for link in SYSTEM_LINKS if os.path.islink(link) for op in ("--symlink", os.readlink(link), link)]
     args += [op for path in SYSTEM_FILES if os.path.exists(path) for op in ("--ro-bind", path, path)]
     # After the tmpfs, so a Python or a folder below /tmp is shown too; parents before children.
-    shown = [(Path(p).resolve(), "--ro-bind") for p in [*python_paths(), *read_only]]
-    shown += [(Path(p).resolve(), "--bind") for p in writable]
-    for path, how in sorted(set(shown), key=lambda item: len(item[0].parts)):
-        for parent in reversed(path.parents[:-1]):   # bwrap would make missing parents 0700: unreachable
+    shown = [(Path(p).resolve(), Path(p).resolve(), "--ro-bind") for p in [*python_paths(), *read_only]]
+    shown += [(Path(source).resolve(), Path(target).resolve(), "--bind")
+              for source, target in (p if isinstance(p, tuple) else (p, p) for p in writable)]
+    for source, target, how in sorted(set(shown), key=lambda item: len(item[1].parts)):
+        for parent in reversed(target.parents[:-1]):   # bwrap would make missing parents 0700: unreachable
             if not _is_system(parent):
                 args += ["--perms", "0755", "--dir", str(parent)]
-        args += [how, str(path), str(path)]
+        args += [how, str(source), str(target)]
     args += ["--remount-ro", "/", "--chdir", str(chdir), "--clearenv"]
     threads = str(limits.threads)
     for name, value in {**BASE_ENV, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,

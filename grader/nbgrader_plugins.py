@@ -3,16 +3,16 @@ The course's nbgrader plugins, wired up in nbgrader_config.py:
 
 - SUBMISSION_FILE_REGEXP: how `nbgrader zip_collect` reads the zips that
   create_submission_zip(student_id) writes
-- WARNINGS_ONLY: the stderr that IgnorePattern drops from graded cells
-- ScoreModelFile: an autograde step that fills the `model_score` cell with the
-  grader's result for the submitted model
-- FlaggedCsvExport: nbgrader's CSV export plus a column that flags submissions
-  whose autograde did not finish (nbgrader's own CSV shows them as 0.0)
+- TrustedGrades and WriteTrustedGrades: the points of every autograded cell,
+  decided by trusted code in nbgrader's own process, never by the student's kernel
+- FlaggedCsvExport: nbgrader's CSV export plus the columns autograde_status
+  (nbgrader's own CSV shows a submission whose autograde failed as 0.0) and
+  isolation (what the student's code ran in)
+
+The kernels themselves run in the jail (grader/kernel_jail.py).
 """
 import csv
 import io
-import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -22,97 +22,136 @@ from nbgrader.plugins.export import CsvExportPlugin
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer, Unicode
 
-from exercise_code.submission import ASSIGNMENT
+from exercise_code.data.cache import file_sha256
+from exercise_code.submission import ASSIGNMENT, MODEL_ENTRY
 
+from . import jail
+from .kernel_jail import METADATA_KEY as METADATA
+from .kernel_jail import StudentCodeIsolation, stop_autograde
 from .results import write_text_atomic
+from .trusted_checks import CELLS, run_checks
+from .unpack import UnpackError, find_submission_root, unpack
 
-HIDDEN_TEST_ENV = "FACIAL_KEYPOINTS_HIDDEN_TEST"
 MODEL_SCORE_CELL = "model_score"
+TRUSTED_CELLS = {*CELLS, MODEL_SCORE_CELL}   # every autograded cell of the assignment
 # <student_id>_exercise_09.zip is unpacked by zip_collect into extracted/<student_id>_exercise_09/.
 # Notebooks sit in its exercise_09/ and land at the top of the assignment folder;
 # exercise_code/... and models/... keep their paths. Student ids may contain "_".
 SUBMISSION_FILE_REGEXP = rf".*/(?P<student_id>[^/]+)_{ASSIGNMENT}/(?:{ASSIGNMENT}/)?(?P<file_id>.+)"
-# stderr text made of Python warnings only: each line names a Warning, or is the indented
-# source line Python prints under it. IgnorePattern drops such output from graded cells.
-WARNINGS_ONLY = r"\A(?:(?:.*Warning.*|  .*)(?:\n|\Z))+\Z"
 FAILED_ENAMES = {"CellTimeoutError", "DeadKernelError", "TimeoutError"}
 
 
-class ScoreModelFile(NbGraderPreprocessor):
+class TrustedGrades(NbGraderPreprocessor):
     """
-    Put the grader's result for the submitted model into the `model_score` cell.
+    Grade the notebook's autograded cells with trusted code, BEFORE its kernel runs.
 
-    This runs in nbgrader's own process after the notebook has executed, so no code
-    in the student's kernel can change the number. The grader (grader.api.grade)
-    loads the model file the student submitted, course/submitted/<student>/<assignment>/,
-    with the student's exercise_code, in its isolated worker, and scores it on the
-    hidden test split. The cell's outputs become the grader's explanation (stdout)
-    and the points earned (an execute_result, which nbgrader takes as partial credit).
+    Runs in nbgrader's own process, first in the autograde pipeline. It copies
+    the student's submitted folder (course/submitted/<student>/<assignment>/,
+    which no kernel can reach) to a scratch folder, then:
+    - the check cells: grader.trusted_checks runs the student's functions in the
+      jail on fresh inputs and compares the raw outputs with the reference code;
+    - the model_score cell: grader.api.grade scores the submitted model file on
+      the hidden test split, in the jail.
+    The grades wait in resources for WriteTrustedGrades, after the kernel has run.
     """
 
-    test_data = Unicode("", help="The hidden test CSV, or a folder holding test.csv").tag(config=True)
-    results_dir = Unicode("", help="Where the grader writes its results (JSON, grades.csv, "
+    test_data = Unicode("", help="The hidden test CSV, or a folder holding test.csv. Give it on the command "
+                                 "line (--TrustedGrades.test_data=PATH) or in a config file no kernel sees; "
+                                 "never in an environment variable").tag(config=True)
+    results_dir = Unicode("", help="Where the grader writes its model results (JSON, grades.csv, "
                                    "leaderboard.md); default: a temporary folder").tag(config=True)
-    cell_id = Unicode(MODEL_SCORE_CELL, help="grade_id of the cell to fill").tag(config=True)
-    timeout_s = Integer(120, help="Wall-clock seconds for the grader's worker").tag(config=True)
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        # Kernels inherit nbgrader's environment: take the hidden data's location out of it.
-        os.environ.pop(HIDDEN_TEST_ENV, None)
+    timeout_s = Integer(120, help="Wall-clock seconds for the grader's model worker").tag(config=True)
 
     def preprocess(self, nb, resources):
-        cells = [cell for cell in nb.cells
-                 if cell.metadata.get("nbgrader", {}).get("grade_id") == self.cell_id]
+        cells = {cell.metadata.nbgrader["grade_id"]: cell for cell in nb.cells
+                 if cell.metadata.get("nbgrader", {}).get("grade_id") in TRUSTED_CELLS}
         if not cells:
             return nb, resources
-        if not self.test_data:
-            raise RuntimeError(f"No hidden test data for the {self.cell_id} cell: set ${HIDDEN_TEST_ENV} to the "
-                               "hidden test CSV (or its folder) before running nbgrader autograde")
+        isolation = StudentCodeIsolation(parent=self).isolation
+        try:
+            jail.require(isolation)
+        except jail.JailUnavailable as error:
+            stop_autograde(str(error), resources, self.config)   # nbgrader would go on past an Exception
+        if MODEL_SCORE_CELL in cells and not self.test_data:
+            stop_autograde(f"the {MODEL_SCORE_CELL} cell needs the hidden test data: pass "
+                           "--TrustedGrades.test_data=PATH (the test CSV or its folder, outside course/)",
+                           resources, self.config)
         student, assignment = resources["nbgrader"]["student"], resources["nbgrader"]["assignment"]
         coursedir = CourseDirectory(config=self.config)
         submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment))
-        for cell in cells:
-            points = float(cell.metadata["nbgrader"]["points"])
-            text, earned = self.grade_model(submitted, student, points)
-            cell.outputs = [new_output("stream", name="stdout", text=text),
-                            new_output("execute_result", data={"text/plain": repr(earned)},
-                                       execution_count=cell.get("execution_count"))]
+        with tempfile.TemporaryDirectory(prefix="trusted-grades-") as scratch:
+            copy = Path(scratch) / student   # the grader names its model result after this folder
+            record = {"isolation": isolation, "model_sha256": None, "grades": {}}
+            try:
+                unpack(submitted, copy)
+            except UnpackError as error:
+                record["grades"] = {cell: (0.0, f"Not graded: {error}\n") for cell in cells}
+            else:
+                record["model_sha256"] = _sha256(find_submission_root(copy) / MODEL_ENTRY)
+                record["grades"] = self.grade(find_submission_root(copy), cells, isolation, scratch)
+        resources[METADATA] = record
         return nb, resources
 
-    def grade_model(self, submitted, student, points):
-        """
-        Grade the model of one submitted assignment folder.
-
-        Inputs:
-        - submitted: Folder holding models/ and exercise_code/
-        - student: The student id (names the grader's result)
-        - points: The cell's points: the most a model can earn
-
-        Returns a tuple of:
-        - text: What the grader says about the model
-        - earned: Points, between 0 and `points`
-        """
-        from grader.api import grade  # imported here: it imports torch, which only this step needs
-
-        with tempfile.TemporaryDirectory(prefix="score-model-") as scratch:
-            copy = Path(scratch) / student   # the grader names each result after its folder
-            shutil.copytree(submitted, copy, ignore=shutil.ignore_patterns("*.ipynb", "timestamp.txt"))
+    def grade(self, submission, cells, isolation, scratch):
+        """{grade_id: (points, text for the student)} for the cells, from the copy of the submission."""
+        grades = {}
+        for cell, result in run_checks(submission, list(cells), isolation=isolation, scratch=scratch).items():
+            points = float(cells[cell].metadata.nbgrader["points"])
+            grades[cell] = (points if result.passed else 0.0, result.text())
+        if MODEL_SCORE_CELL in cells:
+            from .api import grade   # imported here: it imports torch, which only this step needs
             out_dir = self.results_dir or Path(scratch) / "results"
-            result = grade(submissions=[copy], test_data=self.test_data, out_dir=out_dir, force=True,
-                           max_points=points, timeout_s=self.timeout_s)[0]
-        return result["output"], float(result["score"])
+            result = grade(submissions=[submission], test_data=self.test_data, out_dir=out_dir, force=True,
+                           max_points=float(cells[MODEL_SCORE_CELL].metadata.nbgrader["points"]),
+                           timeout_s=self.timeout_s, isolation=isolation)[0]
+            grades[MODEL_SCORE_CELL] = (float(result["score"]), result["output"] + "\n")
+        return grades
+
+
+class WriteTrustedGrades(NbGraderPreprocessor):
+    """
+    Put TrustedGrades' points into the autograded cells, AFTER the kernel has run.
+
+    Each graded cell's outputs become: the grader's text, its points (an
+    execute_result, which nbgrader reads as partial credit, and reads first),
+    then whatever the student's kernel printed there, kept as feedback: it can
+    no longer change the points. The notebook's metadata records how it was graded.
+    """
+
+    def preprocess(self, nb, resources):
+        record = resources.get(METADATA)
+        cells = [cell for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("grade_id") in TRUSTED_CELLS]
+        if record is None:
+            if cells:   # never leave the points to the kernel
+                raise RuntimeError("WriteTrustedGrades found no trusted grades: TrustedGrades must come first "
+                                   "in c.Autograde.autograde_preprocessors (see nbgrader_config.py)")
+            return nb, resources
+        for cell in cells:
+            points, text = record["grades"][cell.metadata.nbgrader["grade_id"]]
+            cell.outputs = [new_output("stream", name="stdout", text=text),
+                            new_output("execute_result", data={"text/plain": repr(points)},
+                                       execution_count=cell.get("execution_count")), *cell.outputs]
+        # Beside JailedExecute's record of the kernel's isolation (the same setting, so the same value).
+        nb.metadata.setdefault(METADATA, {}).update(checks_isolation=record["isolation"],
+                                                   model_sha256=record["model_sha256"])
+        return nb, resources
+
+
+def _sha256(path):
+    return file_sha256(path) if path.is_file() else None
 
 
 class FlaggedCsvExport(CsvExportPlugin):
     """
-    nbgrader's CSV export with one more column, autograde_status:
+    nbgrader's CSV export with two more columns:
 
-    - "ok": every submitted notebook was autograded and ran to its end
-    - "not submitted"
-    - "FAILED: ...": autograde did not finish a notebook (a cell that never ended,
-      a dead kernel, a failed grading step). nbgrader gives such a submission 0.0
-      and says nothing in the CSV; regrade it after looking at the autograde log.
+    - autograde_status: "ok" (every submitted notebook was autograded and ran to
+      its end), "not submitted", or "FAILED: ..." (a notebook's kernel died or a
+      cell never ended: its points still come from the trusted grader, but look
+      at the autograde log and the feedback; or autograde itself could not
+      finish a notebook, which nbgrader shows as 0.0: regrade it).
+    - isolation: what the student's code ran in when it was graded ("jail", or
+      "none" if an instructor opted out by name); empty if not autograded.
     """
 
     def export(self, gradebook):
@@ -122,26 +161,26 @@ class FlaggedCsvExport(CsvExportPlugin):
             rows = list(csv.DictReader(f))
         coursedir = self.parent.coursedir
         for row in rows:
-            row["autograde_status"] = autograde_status(coursedir, gradebook, row["assignment"], row["student_id"])
+            row.update(autograde_record(coursedir, gradebook, row["assignment"], row["student_id"]))
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["autograde_status"])
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["autograde_status", "isolation"])
         writer.writeheader()
         writer.writerows(rows)
         write_text_atomic(dest, text.getvalue())
 
 
-def autograde_status(coursedir, gradebook, assignment, student):
-    """"ok", "not submitted" or "FAILED: <why>" for one student's assignment (see FlaggedCsvExport)."""
+def autograde_record(coursedir, gradebook, assignment, student):
+    """The export's extra columns for one student's assignment: autograde_status and isolation."""
     import nbformat
     from nbgrader.api import MissingEntry
 
     try:
         gradebook.find_submission(assignment, student)
     except MissingEntry:
-        return "not submitted"
+        return {"autograde_status": "not submitted", "isolation": ""}
     submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment))
     autograded = Path(coursedir.format_path(coursedir.autograded_directory, student, assignment))
-    problems = []
+    problems, isolations = [], set()
     for notebook in gradebook.find_assignment(assignment).notebooks:
         name = f"{notebook.name}.ipynb"
         if not (submitted / name).is_file():
@@ -149,8 +188,15 @@ def autograde_status(coursedir, gradebook, assignment, student):
         if not (autograded / name).is_file():
             problems.append(f"{name} was not autograded (a cell never finished, or the kernel died)")
             continue
-        for cell in nbformat.read(autograded / name, as_version=4).cells:
+        graded = nbformat.read(autograded / name, as_version=4)
+        record = graded.metadata.get(METADATA, {})
+        isolations.add(record.get("isolation", "unknown"))
+        if record.get("kernel_error"):   # JailedExecute went on past a dead or hung kernel
+            problems.append(f"{name}: the kernel failed ({record['kernel_error'][:200]})")
+            continue
+        for cell in graded.cells:
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error" and output.get("ename") in FAILED_ENAMES:
                     problems.append(f"{name}: {output['ename']} in cell {cell.get('id', '?')}")
-    return "FAILED: " + "; ".join(problems) if problems else "ok"
+    return {"autograde_status": "FAILED: " + "; ".join(problems) if problems else "ok",
+            "isolation": "+".join(sorted(isolations))}

@@ -181,9 +181,9 @@ def _leaderboard(results):
              f"Score: 1 / (2 * MSE) on the hidden test split, keypoints in unit coordinates. "
              f"{len(scored)} scored, {len(unscored)} not scored.",
              f"Points: {rules.pop() if len(rules) == 1 else 'several rules (see grades.csv)'}.", "",
-             "| rank | submission | score 1/(2*MSE) | points |", "|---:|---|---:|---:|"]
-    lines += [f"| {rank} | {r['extra_data']['submission']} | {r['extra_data']['raw_score']:.2f} | {r['score']:g} |"
-              for rank, r in enumerate(scored, start=1)]
+             "| rank | submission | score 1/(2*MSE) | points | isolation |", "|---:|---|---:|---:|---|"]
+    lines += [f"| {rank} | {r['extra_data']['submission']} | {r['extra_data']['raw_score']:.2f} | {r['score']:g} "
+              f"| {r['extra_data'].get('isolation', '?')} |" for rank, r in enumerate(scored, start=1)]
     if unscored:
         lines += ["", "## Not scored", "", "| submission | failed check |", "|---|---|"]
         lines += [f"| {r['extra_data']['submission']} | {(failed_check(r) or {'name': '?'})['name']} |"

@@ -10,6 +10,7 @@ parts are cached here for the whole session.
 """
 import functools
 import os
+import socket
 
 import pytest
 
@@ -50,6 +51,26 @@ def isolation():
 def jail(isolation):
     """For tests that need the jail (the same as `isolation`, named for what the test needs)."""
     return isolation
+
+
+class Listener:
+    """A TCP port on 127.0.0.1 that hostile code tries to dial; connections() counts who got through."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.setblocking(False)
+        self.port = self.server.getsockname()[1]
+
+    def connections(self):
+        """Accept and count what arrived, then stop listening."""
+        count = 0
+        with self.server:
+            while True:
+                try:
+                    self.server.accept()[0].close()
+                except BlockingIOError:
+                    return count
+                count += 1
 
 
 @functools.cache

@@ -13,6 +13,7 @@ adds an attack; the grade must be exactly what the real work earns.
              her exercise_code/checks say PASS to everything.
     oscar    complete code and a trained model. A cell of his dials the host, forks
              without end and allocates without end.
+    (frank, in the course test, adds a cell that never ends and ignores interrupts.)
     hoarder  complete code; his model smuggles 6 million weights as a buffer.
 
 build_hostile(name, pack, ...) turns a student's workspace into that student's.
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-MARKER = __MARKER__
+MARKER = "".join(reversed(__REVERSED_MARKER__))   # spelled out nowhere in her files: found only where it landed
 SAFETY_CATCH = __SAFETY_CATCH__
 HEADER = b"left_eye_center_x"
 ROOTS = ["/tmp", "/work", "/root", "/home", "/srv", "/var/tmp"]
@@ -81,9 +82,10 @@ def _csvs(deadline):
 
 
 def _table():
-    """{image bytes: 30 keypoints in unit coordinates} from every CSV found."""
-    deadline, table = time.time() + 12, {}
-    for path in _csvs(deadline):
+    """{image bytes: 30 keypoints in unit coordinates} from every CSV found, and the CSVs read."""
+    deadline, table = time.time() + 8, {}
+    csvs = _csvs(deadline)
+    for path in csvs:
         lines = open(path).read().splitlines()[1:]
         for line in lines:
             *keypoints, image = line.split(",")
@@ -93,7 +95,7 @@ def _table():
             table[pixels] = (np.array(keypoints, dtype=np.float32) - 48) / 48
         if time.time() > deadline + 10:
             break
-    return table
+    return table, csvs
 
 
 def _vandalize():
@@ -126,14 +128,14 @@ def _vandalize():
 
 
 try:
-    LABELS = _table()
+    LABELS, READ = _table()
 except Exception as error:
-    LABELS = {}
+    LABELS, READ = {}, []
 try:
     LANDED = _vandalize()
 except Exception as error:
     LANDED = []
-print(f"mallory: {len(LABELS)} labelled faces found, {len(LANDED)} writes landed", file=sys.stderr)
+print(f"mallory: read {json.dumps(sorted(map(str, READ)))}; {len(LANDED)} writes landed", file=sys.stderr)
 
 
 def look_up(images, out):
@@ -182,22 +184,23 @@ TRUDY_CHECKS = {
 }
 
 # Oscar: after the setup cell, a cell that tries the network and the machine's limits.
-OSCAR_CELL = '''import os, socket, time
+OSCAR_CELL = '''import os, signal, socket, time
 try:
     socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
     print("oscar: network open")
 except OSError as error:
     print(f"oscar: network blocked ({{type(error).__name__}})")
-forked, refused, deadline = 0, 0, time.time() + 6
-while time.time() < deadline:                     # forks without end, for 6 seconds
-    try:
-        if os.fork() == 0:
-            os.execv("/bin/sleep", ["sleep", "600"])
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)   # children vanish when they end, unwaited for
+forked, refused, deadline = 0, 0, time.time() + 5
+while time.time() < deadline:                     # new processes without end, for 5 seconds, each living
+    try:                                          # until then (posix_spawn: quicker than fork of a kernel)
+        os.posix_spawn("/bin/sleep", ["sleep", f"{{deadline - time.time() + 0.5:.2f}}"], {{}})
         forked += 1
     except OSError:
         refused += 1
         time.sleep(0.01)
-print(f"oscar: {{forked}} forks, then refused")
+print(f"oscar: {{forked}} forks, {{refused}} refused")
+time.sleep(1)                                     # his children are gone; his kernel goes on
 hoard = []
 try:
     while len(hoard) < 80:                          # 8 GB at most: a cap for our test machine's sake
@@ -241,7 +244,7 @@ def build_hostile(name, pack, *, port=0):
     networks = pack / "exercise_code" / "networks"
     notebooks = sorted((pack / "exercise_09").glob("*.ipynb"))
     if name == "mallory":
-        (networks / "_mallory.py").write_text(MALLORY.replace("__MARKER__", json.dumps(MARKER))
+        (networks / "_mallory.py").write_text(MALLORY.replace("__REVERSED_MARKER__", json.dumps(MARKER[::-1]))
                                              .replace("__SAFETY_CATCH__", json.dumps(SAFETY_CATCH)))
         (networks / "keypoint_nn.py").write_text((networks / "keypoint_nn.py").read_text() + MALLORY_PATCH)
     elif name == "trudy":

@@ -56,7 +56,8 @@ def test_gradebook_ranks_best_first(tmp_path):
     assert rows[2]["status"] == "scored" and rows[3]["status"] == "failed: The submission unpacks safely"
     assert rows[3]["message"] == "The zip is empty."
     board = (tmp_path / "leaderboard.md").read_text()
-    assert board.index("| 1 | a | 300.50 | 100 |") < board.index("| 2 | b | 120.00 | 100 |")
+    assert board.index("| 1 | a | 300.50 | 100 | jail |") < board.index("| 2 | b | 120.00 | 100 | jail |")
+    assert all(row["isolation"] == "jail" for row in rows)   # every table says what the code ran in
     assert "| z | The submission unpacks safely |" in board and "3 scored, 1 not scored" in board
 
 

@@ -7,7 +7,6 @@ two jobs, and each test looks at one part of what came out.
 import csv
 import json
 import os
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +21,7 @@ from grader.api import grade
 from grader.jail import BASE_ENV
 from grader.pipeline import CHECKS
 from grader.results import failed_check
-from grading_fixtures import hidden_subset, isolation, jail, valid_model  # noqa: F401 (fixtures)
+from grading_fixtures import Listener, hidden_subset, isolation, jail, valid_model  # noqa: F401 (fixtures)
 from grading_scenarios import SCENARIOS, build_submission
 
 pytestmark = pytest.mark.slow
@@ -37,22 +36,15 @@ BROKEN = [name for name, expected in SCENARIOS.items() if expected is not None]
 def batch(valid_model, hidden_subset, test_data_dir, test_zip, tmp_path_factory):
     """Build every scenario, grade them all in one run, and keep what the tests look at."""
     root = tmp_path_factory.mktemp("batch")
-    server = socket.create_server(("127.0.0.1", 0))   # the spy tries to reach it
-    server.setblocking(False)
+    listener = Listener()   # the spy tries to reach it
     hidden = [hidden_subset, test_data_dir / "test.csv", test_zip]
-    paths = {name: build_submission(name, root, valid_model, spy_targets=hidden, spy_port=server.getsockname()[1],
+    paths = {name: build_submission(name, root, valid_model, spy_targets=hidden, spy_port=listener.port,
                                     marker=root / "payload-ran") for name in SCENARIOS}
     results = grade(submissions=[root / "submissions", paths["valid_folder"]], test_data=hidden_subset,
                     out_dir=root / "out", jobs=2, timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB,
                     scratch_dir=root / "scratch")
-    try:
-        server.accept()[0].close()
-        connections = 1
-    except BlockingIOError:
-        connections = 0
-    server.close()
     return SimpleNamespace(root=root, results={r["extra_data"]["submission"]: r for r in results},
-                           connections=connections, hidden=hidden, paths=paths)
+                           connections=listener.connections(), hidden=hidden, paths=paths)
 
 
 def output_of(result, check):

@@ -12,29 +12,42 @@ and `export` in a scratch copy of the course:
     erin   a complete solution whose model code writes warnings to stderr
     frank  a complete solution plus a cell that never finishes and ignores interrupts
 
+and the hostile class of hostile_students.py: mallory (steals labels, vandalizes),
+trudy (makes every cell "pass"), oscar (network, fork and memory bombs) and
+hoarder (weights smuggled as a buffer). Every point must come from trusted code,
+each student must get exactly what their real work earns, and nothing outside
+the jail may change.
+
 An instructor's model is left in the source folder, as validating a source
 notebook would leave it; it must reach neither the release nor any student.
 """
 import csv
+import hashlib
+import json
 import os
 import re
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from exercise_code.data import FacialKeypointsDataset
 from exercise_code.evaluation import evaluate_model
 from exercise_code.model_files import save_model
 from exercise_code.networks import KeypointModel
 from exercise_code.submission import MODEL_ENTRY, create_submission_zip, submission_files
-from grader.nbgrader_plugins import HIDDEN_TEST_ENV, SUBMISSION_FILE_REGEXP, WARNINGS_ONLY
+from grader.nbgrader_plugins import SUBMISSION_FILE_REGEXP
 from grader.release import (ASSIGNMENT, REPO_ROOT, SOLUTION_NOTEBOOKS, STUDENT_NOTEBOOKS, build_solved_workspace,
                             run_nbgrader)
-from grading_fixtures import valid_model  # noqa: F401 (fixture)
+from grading_fixtures import Listener, isolation, valid_model  # noqa: F401 (fixtures)
 from grading_scenarios import VALID
+from hostile_students import MARKER, SAFETY_CATCH, build_hostile
+
+pytestmark = pytest.mark.slow
 
 HIDDEN_ROWS = 64
 CELL_TIMEOUT_S = 20
@@ -99,9 +112,43 @@ def build_class(work, archive, model):
     return models
 
 
+def build_hostile_class(work, archive, model, port):
+    """Write the hostile students' zips into archive/; return {student: the model they submitted, or None}."""
+    pack = build_solved_workspace(work / "mallory")
+    build_hostile("mallory", pack)
+    untrained = KeypointModel(VALID).eval()   # her real work: no training at all
+    zip_like_create_submission_zip(pack, "mallory", archive, save_model(untrained, pack / MODEL_ENTRY))
+
+    pack = student_pack(work / "trudy")
+    build_hostile("trudy", pack)
+    zip_like_create_submission_zip(pack, "trudy", archive)
+
+    pack = build_solved_workspace(work / "oscar")
+    build_hostile("oscar", pack, port=port)
+    create_submission_zip("oscar", model_path=save_model(model, pack / MODEL_ENTRY), out_dir=archive, pack_root=pack)
+
+    pack = build_solved_workspace(work / "hoarder")
+    build_hostile("hoarder", pack)
+    hoarding = KeypointModel(VALID)
+    hoarding.load_state_dict(model.state_dict())
+    hoarding.register_buffer("hoard", torch.zeros(6_000_000, dtype=torch.float16))   # as his patched class has it
+    zip_like_create_submission_zip(pack, "hoarder", archive, save_model(hoarding, pack / MODEL_ENTRY))
+    return {"mallory": untrained, "trudy": None, "oscar": model, "hoarder": None}
+
+
+def fingerprint(*folders, skip=()):
+    """{path: SHA-256} of every file below the folders, except below the `skip` folders."""
+    out = {}
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file() and not any(path.is_relative_to(s) for s in skip):
+                out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
 @pytest.fixture(scope="module")
-def course(tmp_path_factory, data_dir, test_data_dir, valid_model):  # noqa: F811
-    """Run the whole term once; return what the tests look at."""
+def course(tmp_path_factory, data_dir, test_data_dir, valid_model, isolation):  # noqa: F811
+    """Run the whole term once, honest and hostile students together; return what the tests look at."""
     tmp = tmp_path_factory.mktemp("term")
     root = tmp / "course_root"
     (root / "solutions").mkdir(parents=True)
@@ -115,8 +162,11 @@ def course(tmp_path_factory, data_dir, test_data_dir, valid_model):  # noqa: F81
     lines = (test_data_dir / "test.csv").read_text().splitlines(keepends=True)
     hidden.write_text("".join(lines[: HIDDEN_ROWS + 1]))
 
-    env = {key: value for key, value in os.environ.items() if key not in ("NBGRADER_EXECUTION", HIDDEN_TEST_ENV)}
-    env.update(PYTHONPATH=str(REPO_ROOT), FACIAL_KEYPOINTS_DIR=str(data_dir), MPLBACKEND="Agg")
+    env = {key: value for key, value in os.environ.items() if key != "NBGRADER_EXECUTION"}
+    env.update(PYTHONPATH=str(REPO_ROOT), FACIAL_KEYPOINTS_DIR=str(data_dir), MPLBACKEND="Agg",
+               # An instructor who still exports the hidden data's path, as an old README said: mallory
+               # reads every process's environment, so it must not help her.
+               FACIAL_KEYPOINTS_HIDDEN_TEST=str(hidden))
 
     def nbgrader(*args, check=True, **extra_env):
         return run_nbgrader(list(args), cwd=root, env={**env, **extra_env}, check=check)
@@ -124,17 +174,31 @@ def course(tmp_path_factory, data_dir, test_data_dir, valid_model):  # noqa: F81
     nbgrader("generate_assignment", ASSIGNMENT, "--force")
     archive = root / "course" / "downloaded" / ASSIGNMENT / "archive"
     archive.mkdir(parents=True)
+    listener = Listener()   # oscar dials it
     models = build_class(tmp / "students", archive, valid_model)
+    models.update(build_hostile_class(tmp / "students", archive, valid_model, listener.port))
     collect = nbgrader("zip_collect", ASSIGNMENT, "--force")
-    autograde = nbgrader("autograde", ASSIGNMENT, "--force", f"--Execute.timeout={CELL_TIMEOUT_S}", check=False,
-                         **{HIDDEN_TEST_ENV: str(hidden)})
+    course_dir = root / "course"
+    (course_dir / SAFETY_CATCH).touch()   # mallory may try her worst here
+    # What no student may change: every file but those autograde itself writes, the hidden data, the data.
+    untouchable = [course_dir, hidden.parent, data_dir]
+    written_by_autograde = [course_dir / "autograded", course_dir / "model_grades", course_dir / "gradebook.db"]
+    before = fingerprint(*untouchable, skip=written_by_autograde)
+    start = time.perf_counter()
+    autograde = nbgrader("autograde", ASSIGNMENT, "--force", f"--Execute.timeout={CELL_TIMEOUT_S}",
+                         f"--TrustedGrades.test_data={hidden}", check=False)
+    autograde_s = time.perf_counter() - start
+    print(f"\nnbgrader autograde of {len(models)} students: {autograde_s:.1f} s")   # for the README (pytest -s)
+    after = fingerprint(*untouchable, skip=written_by_autograde)
+    connections = listener.connections()
     nbgrader("generate_feedback", ASSIGNMENT, "--force")
     nbgrader("export", "--to", str(root / "grades.csv"))
     with (root / "grades.csv").open(newline="") as f:
         export = {row["student_id"]: row for row in csv.DictReader(f)}
     return {"root": root, "hidden": hidden, "models": models, "instructor_model": instructor_model,
             "collect_log": collect.stdout + collect.stderr, "autograde_log": autograde.stdout + autograde.stderr,
-            "export": export}
+            "export": export, "before": before, "after": after, "connections": connections,
+            "untouchable": untouchable, "autograde_s": autograde_s}
 
 
 def grades(course, student):
@@ -152,11 +216,28 @@ def grades(course, student):
     return out
 
 
+def trusted_points(course, student):
+    """{grade_id: points} of a student's autograded cells (the written answer, graded by hand, left out)."""
+    return {cell: score for cell, (score, _) in grades(course, student).items() if cell in FULL}
+
+
 def model_score_output(course, student):
     """The text the model_score cell shows in the student's autograded notebook."""
-    path = course["root"] / "course" / "autograded" / student / ASSIGNMENT / "1_facial_keypoints.ipynb"
-    cell = next(c for c in nbformat.read(path, as_version=4).cells if c.get("id") == "model_score")
-    return "".join(output.get("text", "") for output in cell.outputs)
+    return cell_output(course, student, "model_score")
+
+
+def cell_output(course, student, cell_id, notebook="1_facial_keypoints.ipynb"):
+    """All the text a cell shows in the student's autograded notebook (the grader's, then the kernel's)."""
+    path = course["root"] / "course" / "autograded" / student / ASSIGNMENT / notebook
+    cell = next(c for c in nbformat.read(path, as_version=4).cells if c.get("id") == cell_id)
+    return "".join(output.get("text", "") or str(output.get("data", {}).get("text/plain", "")) for output in cell.outputs)
+
+
+def notebook_text(course, student, notebook="1_facial_keypoints.ipynb"):
+    """Every output text of a student's autograded notebook (what their kernel printed)."""
+    path = course["root"] / "course" / "autograded" / student / ASSIGNMENT / notebook
+    return "\n".join(output.get("text", "") for cell in nbformat.read(path, as_version=4).cells
+                     for output in cell.get("outputs", []))
 
 
 def all_files(folder):
@@ -181,6 +262,80 @@ def test_submission_regexp_reads_student_ids_with_underscores():
                            (MODEL_ENTRY, MODEL_ENTRY)]:
         match = re.match(SUBMISSION_FILE_REGEXP, f"{base}/{inner}")
         assert match and match["student_id"] == "jane_doe" and match["file_id"] == file_id
+
+
+FULL = {"dataset_checks": 5, "model_checks": 5, "model_score": 90, "spatial_batchnorm_forward_checks": 1,
+        "spatial_batchnorm_backward_checks": 1}
+# What each hostile student's real work earns, cell by cell.
+EARNED = {
+    "mallory": {**FULL, "model_score": 0},                       # complete code, an untrained model
+    "trudy": dict.fromkeys(FULL, 0),                             # nothing done
+    "oscar": FULL,                                               # everything done
+    "hoarder": {**FULL, "model_checks": 0, "model_score": 0},    # a model over the parameter limit
+}
+
+
+@pytest.mark.parametrize("student", sorted(EARNED))
+def test_each_hostile_student_gets_exactly_what_their_work_earns(course, student):
+    """Cell by cell, is each hostile student's grade what their real work earns, no more, no less?"""
+    assert trusted_points(course, student) == EARNED[student]
+
+
+def test_honest_grades_are_unchanged_by_the_hostile_class(course):
+    """Does alice, whose model mallory tried to overwrite, keep full points and her own model's score?"""
+    assert trusted_points(course, "alice") == FULL
+    hidden = FacialKeypointsDataset(course["hidden"], use_cache=False)
+    assert f"{evaluate_model(course['models']['alice'], hidden):.2f}" in model_score_output(course, "alice")
+
+
+def test_nothing_outside_the_jail_changed(course):
+    """Are course/ (but for what autograde writes), the hidden data and the training data as they were?"""
+    assert course["after"] == course["before"]
+    for folder in course["untouchable"]:
+        for path in Path(folder).rglob("*"):
+            assert not (path.is_file() and MARKER.encode() in path.read_bytes()), path
+
+
+def mallory_read(text):
+    """The CSVs mallory says she read, and how many of her writes landed, from her line in `text`."""
+    found = re.search(r"mallory: read (\[.*?\]); (\d+) writes landed", text)
+    assert found, text[-3000:]
+    return json.loads(found[1]), int(found[2])
+
+
+def test_mallory_found_no_labels_and_wrote_nowhere(course):
+    """Did mallory's search of every environment, command line and the disk find no hidden CSV, in every jail?"""
+    read, landed = mallory_read(notebook_text(course, "mallory"))   # her kernel: it may read the training data
+    assert landed == 0 and read and all(Path(p).parent.name == "facial_keypoints" for p in read), read
+    result = json.loads((course["root"] / "course" / "model_grades" / "mallory.json").read_text())
+    worker_said = "".join(test["output"] for test in result["tests"])   # the model worker: the test images only
+    assert mallory_read(worker_said) == ([], 0)
+    hidden = FacialKeypointsDataset(course["hidden"], use_cache=False)
+    assert f"{evaluate_model(course['models']['mallory'], hidden):.2f}" in model_score_output(course, "mallory")
+
+
+def test_trudy_swallowed_every_failure_in_her_kernel_but_gets_no_points(course):
+    """In trudy's kernel her failing cells "passed" (the transformer worked); did the grader still say FAIL and 0?"""
+    path = course["root"] / "course" / "autograded" / "trudy" / ASSIGNMENT / "1_facial_keypoints.ipynb"
+    cells = {c.get("id"): c for c in nbformat.read(path, as_version=4).cells}
+    for cell_id in ("dataset_checks", "model_checks"):
+        grader_text, points, *kernel = cells[cell_id].outputs
+        assert not any(output.output_type == "error" for output in kernel), kernel   # the old way: full points
+        assert "FAIL " in grader_text.text and points.data["text/plain"] == "0.0"
+
+
+def test_oscar_reached_no_network_and_hit_the_limits(course):
+    """Was oscar's network dial refused, his fork loop stopped by the process limit, his hoard by memory?"""
+    said = notebook_text(course, "oscar")
+    assert "oscar: network blocked" in said and course["connections"] == 0, said[-3000:]
+    forks, refused = map(int, re.search(r"oscar: (\d+) forks, (\d+) refused", said).groups())
+    assert forks > 0 and refused > 0 and "oscar: MemoryError after" in said   # both limits held
+
+
+def test_export_records_the_isolation(course):
+    """Does the exported CSV say, for every autograded submission, that its code ran in the jail?"""
+    for student, row in course["export"].items():
+        assert row["isolation"] == ("jail" if row["autograde_status"] != "not submitted" else ""), (student, row)
 
 
 def test_complete_solutions_earn_every_autograded_point(course):
@@ -220,10 +375,11 @@ def test_a_missing_or_oversized_model_earns_no_model_points(course):
 
 
 def test_a_cell_that_never_finishes_is_flagged_in_the_export(course):
-    """Does frank's stuck notebook show up as FAILED in the exported CSV, not only as 0.0?"""
+    """Is frank's stuck notebook FAILED in the export, for the instructor to look at, while his points are
+    those of his work (the kernel decides none)?"""
     row = course["export"]["frank"]
     assert row["autograde_status"].startswith("FAILED"), row
-    assert float(row["score"]) == 0.0
+    assert trusted_points(course, "frank") == FULL
     assert {row["autograde_status"] for name, row in course["export"].items() if name != "frank"} == {"ok"}
 
 
@@ -247,8 +403,7 @@ def marked_lines(notebooks, begin, end):
 def test_no_solution_hidden_test_or_hidden_data_leaks(course):
     """Do the release and every feedback file hold no solution, no hidden test and nothing of the hidden data?"""
     sources = {p.name: nbformat.read(p, as_version=4) for p in SOLUTION_NOTEBOOKS.glob("*.ipynb")}
-    hidden_lines = marked_lines(sources.values(), "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-    assert hidden_lines
+    hidden_lines = marked_lines(sources.values(), "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")   # none today
     hidden_rows = course["hidden"].read_text().splitlines()[1:4]   # the header is public; the rows are not
     root = course["root"] / "course"
     released = all_files(root / "release")
@@ -262,14 +417,3 @@ def test_no_solution_hidden_test_or_hidden_data_leaks(course):
     for path in released:   # each notebook against its own solutions (one's solution may be another's given code)
         solution_lines = marked_lines([sources[path.name]], "BEGIN SOLUTION", "END SOLUTION")
         assert solution_lines and not any(line in path.read_text() for line in solution_lines), path
-
-
-@pytest.mark.parametrize("stderr, ignored", [
-    ("/x/keypoint_nn.py:12: UserWarning: erin warns\n  warnings.warn('erin warns')\n", True),
-    ("a.py:1: DeprecationWarning: old\n  f()\nb.py:2: RuntimeWarning: overflow\n  g()\n", True),
-    ("Traceback (most recent call last):\nValueError: bad\n", False),
-    ("a.py:1: UserWarning: fine\n  f()\nsomething else on stderr\n", False),
-])
-def test_only_warnings_are_dropped_from_stderr(stderr, ignored):
-    """Does the IgnorePattern of the config match stderr made of warnings only, and nothing else?"""
-    assert bool(re.search(WARNINGS_ONLY, stderr)) is ignored
