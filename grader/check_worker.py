@@ -132,8 +132,6 @@ PROBES = {"dataset": probe_dataset, "model": probe_model,
 def main(argv):
     spec = json.loads(argv[1])
     out = open(spec["result"], "w")
-    out.write(json.dumps({"probe": None, "started": True}) + "\n")   # our own code got this far
-    out.flush()
     import numpy as np
 
     with np.load(spec["inputs"], allow_pickle=False) as data:

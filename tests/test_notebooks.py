@@ -149,6 +149,12 @@ def test_spatial_batchnorm_notebook_skips_the_experiment_when_grading(data_dir):
 def test_facial_keypoints_notebook_runs_headless(data_dir, val_set, tmp_path):
     """Does the main notebook run top to bottom, train a model that passes, save it and zip it?"""
     workspace = workspace_copy(tmp_path)
+    path = workspace / "exercise_09" / "1_facial_keypoints.ipynb"
+    notebook = read(path)
+    hparams = next(cell for cell in notebook.cells if cell.get("id") == "hparams")
+    assert '"epochs": 8' in hparams.source
+    hparams.source = hparams.source.replace('"epochs": 8', '"epochs": 3')   # a third of the time; still passes
+    nbformat.write(notebook, path)
     cells, seconds = run_notebook(workspace, "1_facial_keypoints.ipynb", data_dir)
     score = float(re.search(r"Validation score: ([\d.]+)", outputs_text(cells["predictions"])).group(1))
     print(f"1_facial_keypoints.ipynb ran in {seconds:.0f} s; validation score {score:.1f}")
@@ -157,7 +163,7 @@ def test_facial_keypoints_notebook_runs_headless(data_dir, val_set, tmp_path):
     assert "Dataset checks passed" in outputs_text(cells["dataset_checks"])  # hidden tests included
     assert "Tests passed: 3/3" in outputs_text(cells["model_tests"])
     assert "Tests passed: 5/5" in outputs_text(cells["save_and_zip"])  # the model and its file
-    assert score >= 100  # the course's pass mark (the reference recipe reaches about 600)
+    assert score >= 100  # the course's pass mark (8 epochs of the reference recipe reach about 600)
     assert f"Validation score: {score:.1f}" in outputs_text(cells["model_score"])
     # The file holds the trained model: loaded again, it scores what the notebook printed.
     model = load_model(workspace / "models" / "keypoint_model.pt")

@@ -455,7 +455,7 @@ def test_config_reaches_the_provisioner_through_the_kernel_manager(kernelspec, j
     km.start_kernel()
     try:
         assert isinstance(km.provisioner, JailedProvisioner)
-        assert km.provisioner.limits() == jail.Limits(timeout_s=600, memory_mb=1536, processes=256)
+        assert km.provisioner.limits() == jail.Limits(timeout_s=600, memory_mb=1536, processes=256, threads=2)
         assert km.transport == "ipc" and km.ip.startswith(str(km.provisioner.folder))
     finally:
         km.shutdown_kernel(now=True)

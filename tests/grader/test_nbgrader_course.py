@@ -9,7 +9,6 @@ and `export` in a scratch copy of the course:
     bob    the student release with its TODOs untouched (so no model either)
     carol  a complete solution without its model file
     dave   a complete solution whose model is over the limits
-    erin   a complete solution whose model code writes warnings to stderr
     frank  a complete solution plus a cell that never finishes and ignores interrupts
 
 and the hostile class of hostile_students.py: mallory (steals labels, vandalizes),
@@ -55,12 +54,6 @@ NEVER_ENDS = ("import signal, time\n"
               "signal.signal(signal.SIGINT, signal.SIG_IGN)   # ignores the interrupt nbgrader sends\n"
               "while True:\n"
               "    time.sleep(0.1)\n")
-WARNS = ("\n\nimport warnings as _warnings\n"
-         "_plain_forward = KeypointModel.forward\n\n\n"
-         "def _warning_forward(self, x):\n"
-         "    _warnings.warn('erin: this model warns on every call', UserWarning)\n"
-         "    return _plain_forward(self, x)\n\n\n"
-         "KeypointModel.forward = _warning_forward\n")
 
 
 def zip_like_create_submission_zip(pack_root, student_id, out_dir, model_path=None):
@@ -87,13 +80,10 @@ def student_pack(root):
 def build_class(work, archive, model):
     """Write each student's zip into archive/; return {student: the model they submitted, or None}."""
     models = {}
-    for student in ("alice", "erin", "frank"):
+    for student in ("alice", "frank"):
         pack = build_solved_workspace(work / student)
-        submitted = KeypointModel({**VALID, "flip_test": student == "erin"})   # erin's model is not alice's
+        submitted = KeypointModel({**VALID, "flip_test": student == "frank"})   # frank's model is not alice's
         submitted.load_state_dict(model.state_dict())
-        if student == "erin":
-            keypoint_nn = pack / "exercise_code" / "networks" / "keypoint_nn.py"
-            keypoint_nn.write_text(keypoint_nn.read_text() + WARNS)
         if student == "frank":
             notebook_path = pack / ASSIGNMENT / "1_facial_keypoints.ipynb"
             notebook = nbformat.read(notebook_path, as_version=4)
@@ -147,8 +137,9 @@ def fingerprint(*folders, skip=()):
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory, data_dir, test_data_dir, valid_model, isolation):  # noqa: F811
-    """Run the whole term once, honest and hostile students together; return what the tests look at."""
+def course(tmp_path_factory, data_dir, val_set, test_data_dir, valid_model, isolation):  # noqa: F811
+    """Run the whole term once, honest and hostile students together; return what the tests look at.
+    (val_set: its cache is then in data_dir, as on an instructor's machine; kernels may not write it.)"""
     tmp = tmp_path_factory.mktemp("term")
     root = tmp / "course_root"
     (root / "solutions").mkdir(parents=True)
@@ -339,8 +330,8 @@ def test_export_records_the_isolation(course):
 
 
 def test_complete_solutions_earn_every_autograded_point(course):
-    """Do alice and erin (whose code warns on stderr) get full points in every autograded cell?"""
-    for student in ("alice", "erin"):
+    """Do alice and oscar (who tried the jail's limits in a cell of his own) get every autograded point?"""
+    for student in ("alice", "oscar"):
         cells = grades(course, student)
         assert "model_score" in cells and "model_checks" in cells, cells
         assert all(score == max_score for score, max_score in cells.values()), (student, cells)
@@ -351,12 +342,12 @@ def test_each_student_is_graded_with_their_own_model(course, data_dir):
     """Is each model's score the one evaluate_model gives for that student's own model on the hidden faces?"""
     hidden = FacialKeypointsDataset(course["hidden"], use_cache=False)
     shown = {}
-    for student in ("alice", "erin"):
+    for student in ("alice", "frank"):   # frank's kernel hung, after the grader had scored his model
         expected = evaluate_model(course["models"][student], hidden)
         text = model_score_output(course, student)
         shown[student] = expected
         assert f"{expected:.2f}" in text or f"{expected:.1f}" in text, (student, expected, text)
-    assert shown["alice"] != shown["erin"]
+    assert shown["alice"] != shown["frank"]
 
 
 def test_untouched_todos_earn_nothing(course):
