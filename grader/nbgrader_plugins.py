@@ -13,6 +13,7 @@ The kernels themselves run in the jail (grader/kernel_jail.py).
 """
 import csv
 import io
+import os
 import tempfile
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from exercise_code.submission import ASSIGNMENT, MODEL_ENTRY
 
 from . import jail
 from .kernel_jail import METADATA_KEY as METADATA
-from .kernel_jail import StudentCodeIsolation, stop_autograde
+from .kernel_jail import DATA_ENV, StudentCodeIsolation, stop_autograde
 from .results import write_text_atomic
 from .trusted_checks import CELLS, run_checks
 from .unpack import UnpackError, find_submission_root, unpack
@@ -76,6 +77,9 @@ class TrustedGrades(NbGraderPreprocessor):
             stop_autograde(f"the {MODEL_SCORE_CELL} cell needs the hidden test data: pass "
                            "--TrustedGrades.test_data=PATH (the test CSV or its folder, outside course/)",
                            resources, self.config)
+        problem = hidden_data_problem(self.test_data, os.environ.get(DATA_ENV))
+        if problem:
+            stop_autograde(problem, resources, self.config)
         student, assignment = resources["nbgrader"]["student"], resources["nbgrader"]["assignment"]
         coursedir = CourseDirectory(config=self.config)
         submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment))
@@ -135,6 +139,21 @@ class WriteTrustedGrades(NbGraderPreprocessor):
         nb.metadata.setdefault(METADATA, {}).update(checks_isolation=record["isolation"],
                                                    model_sha256=record["model_sha256"])
         return nb, resources
+
+
+def hidden_data_problem(test_data, data_dir):
+    """
+    None, or why the hidden test data would be in sight of the kernels: every kernel is
+    shown the training data folder ($FACIAL_KEYPOINTS_DIR), so the hidden data must not
+    lie inside it (say, datasets/ named as the training data, holding both splits).
+    """
+    if not test_data or not data_dir:
+        return None
+    hidden, shown = Path(test_data).resolve(), Path(data_dir).resolve()
+    if hidden.is_relative_to(shown) or shown.is_relative_to(hidden):
+        return (f"the hidden test data {hidden} is inside ${DATA_ENV}={shown}, which every kernel can read. "
+                "Point $FACIAL_KEYPOINTS_DIR at the training data folder alone, and keep the hidden data elsewhere.")
+    return None
 
 
 def _sha256(path):

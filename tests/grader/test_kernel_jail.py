@@ -605,3 +605,4 @@ def test_nbgrader_autograde_stops_without_the_jail(kernelspec, jail_works, tiny_
     run_nbgrader(["autograde", "ps1"], cwd=tiny_course)            # bubblewrap back: alice is graded, no --force
     graded = nbformat.read(tiny_course / "autograded" / "alice" / "ps1" / "p1.ipynb", as_version=4)
     assert graded.metadata[METADATA_KEY] == {"isolation": "jail"} and stdout(graded.cells[0])
+

@@ -39,7 +39,7 @@ from exercise_code.evaluation import evaluate_model
 from exercise_code.model_files import save_model
 from exercise_code.networks import KeypointModel
 from exercise_code.submission import MODEL_ENTRY, create_submission_zip, submission_files
-from grader.nbgrader_plugins import SUBMISSION_FILE_REGEXP
+from grader.nbgrader_plugins import SUBMISSION_FILE_REGEXP, hidden_data_problem
 from grader.release import (ASSIGNMENT, REPO_ROOT, SOLUTION_NOTEBOOKS, STUDENT_NOTEBOOKS, build_solved_workspace,
                             run_nbgrader)
 from grading_fixtures import Listener, isolation, valid_model  # noqa: F401 (fixtures)
@@ -408,3 +408,15 @@ def test_no_solution_hidden_test_or_hidden_data_leaks(course):
     for path in released:   # each notebook against its own solutions (one's solution may be another's given code)
         solution_lines = marked_lines([sources[path.name]], "BEGIN SOLUTION", "END SOLUTION")
         assert solution_lines and not any(line in path.read_text() for line in solution_lines), path
+
+
+@pytest.mark.parametrize("test_data, data_dir, refused", [
+    ("/d/facial_keypoints_test/test.csv", "/d/facial_keypoints", False),   # siblings, as the README lays them out
+    ("/d/facial_keypoints_test/test.csv", "/d", True),                     # the kernels' data folder holds both
+    ("/d/hidden", "/d/hidden/../hidden", True),                            # the same folder, spelled otherwise
+    ("/d/facial_keypoints_test/test.csv", None, False),                    # no data folder shown at all
+])
+def test_hidden_data_must_stay_out_of_the_kernels_data_folder(test_data, data_dir, refused):
+    """Would autograde refuse to run when the training data folder every kernel sees holds the hidden split?"""
+    problem = hidden_data_problem(test_data, data_dir)
+    assert bool(problem) is refused and (not refused or "every kernel can read" in problem)
