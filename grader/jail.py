@@ -29,6 +29,7 @@ import ctypes.util
 import errno
 import functools
 import os
+import resource
 import secrets
 import shutil
 import subprocess
@@ -152,6 +153,19 @@ def jail_command(argv, *, limits, chdir, read_only=(), writable=(), env=None, ui
         args += [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                  "--inh-caps=-all", "--bounding-set=-all", "--"]
     return args + list(argv)
+
+
+def apply_limits(limits):
+    """
+    Isolation "none" only (asked for by name): the rlimits without the jail, for
+    subprocess's preexec_fn. RLIMIT_NPROC is left out: without a uid of its own it
+    would count every process of the grader's user.
+    """
+    memory = limits.memory_mb * 2 ** 20
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds(), limits.cpu_seconds() + 5))  # SIGXCPU, then KILL
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb * 2 ** 20,) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def python_paths():

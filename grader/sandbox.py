@@ -14,7 +14,6 @@ which isolation was in force.
 """
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -26,7 +25,6 @@ from pathlib import Path
 from exercise_code.submission import MODEL_ENTRY
 
 from . import jail
-from .jail import DESCRIPTIONS, ISOLATIONS, Limits  # noqa: F401 (the grader's names for them)
 
 WORKER = Path(__file__).with_name("worker.py")
 TAIL_BYTES = 8000          # the end of stdout/stderr we keep for the student
@@ -90,7 +88,7 @@ def run_worker(*, submission_root, images, scratch, limits, isolation):
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=(write_end,) + ((seccomp,) if jailed else ()), env=env, cwd=work,
             start_new_session=True,   # one process group: a timeout kills all of it
-            preexec_fn=None if jailed else lambda: _set_limits(limits))   # in the jail, prlimit sets them
+            preexec_fn=None if jailed else lambda: jail.apply_limits(limits))   # in the jail, prlimit sets them
     except BaseException:
         os.close(read_end)
         raise
@@ -131,16 +129,6 @@ def detect_isolation(choice="jail"):
         return jail.require(choice)
     except jail.JailUnavailable as error:
         raise IsolationError(str(error)) from None
-
-
-def _set_limits(limits):
-    """Isolation "none": the limits, set in the child before exec (the jail sets its own with prlimit)."""
-    memory = limits.memory_mb * 2 ** 20
-    cpu = limits.cpu_seconds()
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))       # SIGXCPU first, SIGKILL 5 s later
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb * 2 ** 20,) * 2)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def _parse_lines(data):

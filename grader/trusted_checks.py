@@ -196,11 +196,11 @@ def _run(command, submission, work, isolation, limits):
             jail.give_to(work, uid)
             return jail.run_jailed(command, limits=limits, chdir=work, read_only=[submission, WORKER],
                                    writable=[work], uid=uid, capture_output=True, text=True, errors="replace")
-        from .sandbox import _set_limits   # isolation "none", asked for by name: the limits, without the jail
+        # Isolation "none", asked for by name: the limits, without the jail.
         return subprocess.run(command, cwd=work, capture_output=True, text=True, errors="replace",
                               timeout=limits.timeout_s, stdin=subprocess.DEVNULL,
                               env={**jail.BASE_ENV, "HOME": str(work), "TMPDIR": str(work)},
-                              preexec_fn=lambda: _set_limits(limits))
+                              preexec_fn=lambda: jail.apply_limits(limits))
     except subprocess.TimeoutExpired:
         return None
 

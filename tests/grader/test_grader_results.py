@@ -10,7 +10,7 @@ from grader.points import PointsRule
 from grader.results import (
     MergeError, merge_results, read_results, write_gradebook, write_json_atomic,
 )
-from grader.sandbox import Limits
+from grader.jail import Limits
 
 
 def result(name, raw, failure=None, points=PointsRule()):

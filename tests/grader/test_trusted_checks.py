@@ -101,3 +101,9 @@ def test_forged_result_file_earns_nothing(solved, tmp_path):
         "        _f.write(json.dumps({'probe': _p, 'ok': True, 'outputs': {}}) + '\\n')\n")})
     passed, results = check(pack)
     assert not any(passed.values()), {cell: r.text() for cell, r in results.items()}
+
+
+def test_isolation_none_asked_for_by_name_gives_the_same_verdicts(solved):
+    """With isolation "none" (only ever by name), do the same checks run, with the same verdicts?"""
+    results = run_checks(solved, list(CELLS), isolation="none", limits=QUICK)
+    assert all(result.passed for result in results.values()), {c: r.text() for c, r in results.items()}
