@@ -51,7 +51,7 @@ INSTALL_HINT = ("Install bubblewrap and libseccomp (Debian/Ubuntu, as root: apt-
                 "seccomp profile blocks namespaces: grade on the host or in a VM. Only if you accept that student "
                 "code can read the hidden data, opt out by name with isolation 'none'.")
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")   # merged /usr: /lib -> usr/lib
-SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime")
+SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/fonts")   # fonts: matplotlib's fontconfig
 UIDS = range(200_000, 1_000_000)   # a fresh uid per jail: RLIMIT_NPROC then counts per jail
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "TMPDIR": "/tmp",
             "MPLCONFIGDIR": "/tmp", "MPLBACKEND": "Agg", "MALLOC_ARENA_MAX": "2", "PYTHONDONTWRITEBYTECODE": "1"}

@@ -8,7 +8,6 @@ and `export` in a scratch copy of the course:
     alice  a complete solution
     bob    the student release with its TODOs untouched (so no model either)
     carol  a complete solution without its model file
-    dave   a complete solution whose model is over the limits
     frank  a complete solution plus a cell that never finishes and ignores interrupts
 
 and the hostile class of hostile_students.py: mallory (steals labels, vandalizes),
@@ -95,10 +94,7 @@ def build_class(work, archive, model):
 
     zip_like_create_submission_zip(student_pack(work / "bob"), "bob", archive)
     zip_like_create_submission_zip(build_solved_workspace(work / "carol"), "carol", archive)
-    pack = build_solved_workspace(work / "dave")
-    too_big = save_model(KeypointModel({"channels": [8, 16, 32, 1024], "stem": 4}), pack / MODEL_ENTRY)
-    zip_like_create_submission_zip(pack, "dave", archive, too_big)
-    models.update(bob=None, carol=None, dave=None)
+    models.update(bob=None, carol=None)
     return models
 
 
@@ -357,12 +353,12 @@ def test_untouched_todos_earn_nothing(course):
 
 
 def test_a_missing_or_oversized_model_earns_no_model_points(course):
-    """Do carol (no model) and dave (over the limits) get 0 for the model but their dataset points?"""
-    for student in ("carol", "dave"):
+    """Do carol (no model) and hoarder (over the parameter limit) get 0 for the model but their dataset points?"""
+    for student in ("carol", "hoarder"):
         cells = grades(course, student)
         assert cells["model_score"][0] == 0 and cells["model_checks"][0] == 0, (student, cells)
         assert cells["dataset_checks"][0] == cells["dataset_checks"][1], (student, cells)
-    assert "must be under 20 MB" in model_score_output(course, "dave")
+    assert "The model has 6,0" in model_score_output(course, "hoarder")   # the limit's own message
 
 
 def test_a_cell_that_never_finishes_is_flagged_in_the_export(course):
