@@ -15,8 +15,10 @@ export MPLBACKEND ?= Agg
 demo: setup
 	$(PY) solutions/end_to_end.py $(DEMO_ARGS)
 
+# pytest's own script, not `python -m pytest`: that would put the repo root first on sys.path,
+# and with it the student copy of exercise_code/ instead of the installed, solved one.
 test: setup
-	$(PY) -m pytest
+	$(VENV)/bin/pytest
 
 setup: jail-deps $(VENV)/.installed
 

@@ -23,15 +23,11 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from grader.release import use_solved_package  # noqa: E402
-
-use_solved_package()
-from benchmarks.i2dl_baseline import I2DLFacialKeypointsDataset, i2dl_evaluate_model  # noqa: E402
-from benchmarks.models import typical_student_cnn  # noqa: E402
-from exercise_code.data import FacialKeypointsDataset  # noqa: E402
-from exercise_code.data.download import default_data_dir  # noqa: E402
-from exercise_code.evaluation import evaluate_model  # noqa: E402
+from benchmarks.i2dl_baseline import I2DLFacialKeypointsDataset, i2dl_evaluate_model
+from benchmarks.models import typical_student_cnn
+from exercise_code.data import FacialKeypointsDataset
+from exercise_code.util.download import default_data_dir
+from exercise_code.evaluation import evaluate_model
 
 
 def seconds(fn, repeat=1):

@@ -28,18 +28,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from grader.release import DATASETS, use_solved_package  # noqa: E402
-
-# grade()'s processes run this file again as their __main__ (multiprocessing does), with
-# exercise_code already imported: build the solved package only the first time.
-if "exercise_code" not in sys.modules:
-    use_solved_package()
-from exercise_code.limits import count_parameters  # noqa: E402
-from exercise_code.model_files import save_model  # noqa: E402
-from exercise_code.networks import KeypointModel  # noqa: E402
-from exercise_code.submission import create_submission_zip  # noqa: E402
-from grader.api import grade  # noqa: E402
+from grader.release import REPO_ROOT
+from exercise_code.util.limits import count_parameters
+from exercise_code.util.model_files import save_model
+from exercise_code.networks import KeypointModel
+from exercise_code.util.submission import create_submission_zip
+from grader.api import grade
 
 # About the compute of a typical I2DL student CNN (a few tens of millions of
 # multiply-adds per face); the reference model with flip averaging is
@@ -81,7 +75,7 @@ def cost_split(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--test-data", type=Path, default=DATASETS / "facial_keypoints_test",
+    parser.add_argument("--test-data", type=Path, default=REPO_ROOT / "datasets" / "facial_keypoints_test",
                         help="the hidden test CSV or its folder")
     parser.add_argument("--submissions", type=int, default=8, help="submissions per batch")
     parser.add_argument("--rows", type=int, help="grade on the first N test faces only (smoke run; no checks)")

@@ -16,14 +16,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "solutions"))
-import train_reference  # noqa: E402  (puts the solved package in place)
-from benchmarks.models import baseline_a, baseline_b  # noqa: E402
-from exercise_code.data import FacialKeypointsDataset  # noqa: E402
-from exercise_code.evaluation import evaluate_model  # noqa: E402
-from exercise_code.limits import count_parameters  # noqa: E402
-from exercise_code.model_files import save_model  # noqa: E402
+from solutions import train_reference
+from benchmarks.models import baseline_a, baseline_b
+from exercise_code.data import FacialKeypointsDataset
+from exercise_code.evaluation import evaluate_model
+from exercise_code.util.limits import count_parameters
+from exercise_code.util.model_files import save_model
 
 
 def train_baseline_a(train_set, seed):

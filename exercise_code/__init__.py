@@ -1,12 +1,20 @@
 """
 Exercise 9: facial keypoint detection.
 
-- data/: the dataset, its augmentation and its download
-- networks/: the keypoint models (KeypointModel is yours to design)
+The files you edit (each TODO raises NotImplementedError until you fill it):
+- data/facial_keypoints_dataset.py: FacialKeypointsDataset.__getitem__
+- networks/keypoint_nn.py: KeypointModel, yours to design
+- layers.py: the optional spatial batch normalization part
+
+What you use and read:
+- keypoints.py: the keypoint names, left and right, the coordinate conventions
+- data/: the augmentation (transforms.py) and its geometry
+- networks/dummy_model.py: the model every submission must beat
 - evaluation.py: the score, 1 / (2 * MSE)
-- model_files.py, limits.py, submission.py: saving your model, its limits, the submission zip
-- training.py: a progress bar and loss curves for your training loop
-- visualization.py: faces with their keypoints
-- layers.py, gradient_check.py: the optional spatial batch normalization part
+- training.py, visualization.py: a progress bar, loss curves, faces with their keypoints
+- gradient_check.py: numeric gradients for the optional part
 - checks/: the checks the notebooks run
+
+util/ is the plumbing you never need to edit: getting the data, reading the CSV
+files, saving your model, the limits, the submission zip.
 """

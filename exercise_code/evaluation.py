@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import torch
 from torch.utils.data import DataLoader
 
-from .data.keypoints import as_keypoint_array
+from .keypoints import as_keypoint_array
 
 
 def keypoint_score(predicted, target):

@@ -5,7 +5,7 @@ points get their own colours, so a model that confuses left and right shows it.
 import matplotlib.pyplot as plt
 import torch
 
-from .data.keypoints import LEFT_IDS, MIDLINE_IDS, RIGHT_IDS, as_keypoint_array, unit_to_pixels
+from .keypoints import LEFT_IDS, MIDLINE_IDS, RIGHT_IDS, as_keypoint_array, unit_to_pixels
 from .evaluation import predict
 
 GROUPS = [("subject's left", LEFT_IDS, "tab:red"),

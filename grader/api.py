@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from exercise_code.data.cache import file_sha256
-from exercise_code.data.csv_reader import DataFormatError, read_keypoints_csv
-from exercise_code.data.keypoints import pixels_to_unit
+from exercise_code.util.cache import file_sha256
+from exercise_code.util.csv_reader import DataFormatError, read_keypoints_csv
+from exercise_code.keypoints import pixels_to_unit
 
 from .jail import DESCRIPTIONS, Limits
 from .parallel import run_isolated
@@ -182,7 +182,7 @@ def _test_csv(test_data):
     csv = path / "test.csv" if path.is_dir() else path
     if not csv.is_file():
         raise GradingConfigError(f"{csv}: the hidden test file is not there. Pass --test-data the test CSV or the "
-                                 "folder holding test.csv (get it with: python -m exercise_code.data.download "
+                                 "folder holding test.csv (get it with: python -m exercise_code.util.download "
                                  "--source facial_keypoints_test.zip --dest datasets/facial_keypoints_test)")
     return csv.resolve()
 

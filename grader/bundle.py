@@ -23,9 +23,9 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from exercise_code.limits import MAX_FILE_BYTES, MAX_PARAMETERS
-from exercise_code.atomic_file import atomic_file
-from exercise_code.submission import ASSIGNMENT, MODEL_ENTRY, submission_files
+from exercise_code.util.limits import MAX_FILE_BYTES, MAX_PARAMETERS
+from exercise_code.util.atomic_file import atomic_file
+from exercise_code.util.submission import ASSIGNMENT, MODEL_ENTRY, submission_files
 
 from . import release
 
@@ -49,7 +49,7 @@ DATASETS_README = """\
 The data is not part of the exercise zip. Get the data zip (a file or a URL) your
 course gives you and run, from the exercise's top folder:
 
-    python -m exercise_code.data.download --source PATH_OR_URL_OF_THE_ZIP
+    python -m exercise_code.util.download --source PATH_OR_URL_OF_THE_ZIP
 
 It unpacks the two splits you train and validate on:
 
@@ -161,7 +161,7 @@ gets the much smaller CPU-only build. Everything in this exercise runs on a CPU.
 ## Get the data
 
 ```bash
-python -m exercise_code.data.download --source PATH_OR_URL_OF_THE_ZIP
+python -m exercise_code.util.download --source PATH_OR_URL_OF_THE_ZIP
 ```
 
 with the data zip (or URL) your course gives you; it is not in this zip. The
@@ -185,7 +185,7 @@ notebook's checks tell you where you stand.
 ## Submit
 
 ```python
-from exercise_code.submission import create_submission_zip
+from exercise_code.util.submission import create_submission_zip
 create_submission_zip(student_id="<your id>")
 ```
 

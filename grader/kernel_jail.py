@@ -42,7 +42,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import Enum, Integer, Unicode
 from traitlets.config import Configurable
 
-from exercise_code.atomic_file import atomic_file
+from exercise_code.util.atomic_file import atomic_file
 
 from . import jail
 

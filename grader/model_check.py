@@ -11,11 +11,11 @@ object other than tensors and plain containers, so a payload never runs.
 """
 from pathlib import Path
 
-from exercise_code.limits import count_saved_parameters, file_size_problem, parameter_problem
-from exercise_code.model_files import ModelFileError, read_model_file
-from exercise_code.submission import MODEL_ENTRY
+from exercise_code.util.limits import count_saved_parameters, file_size_problem, parameter_problem
+from exercise_code.util.model_files import ModelFileError, read_model_file
+from exercise_code.util.submission import MODEL_ENTRY
 
-HOW_TO_SAVE = ("Save your model with exercise_code.model_files.save_model(model) and build the zip "
+HOW_TO_SAVE = ("Save your model with exercise_code.util.model_files.save_model(model) and build the zip "
                "with create_submission_zip().")
 
 
@@ -74,7 +74,7 @@ def check_parameters(saved):
 
     Returns:
     - count: The values of every tensor in the file's state_dict, parameters and
-      buffers alike (see exercise_code.limits), not just those in parameter_names
+      buffers alike (see exercise_code.util.limits), not just those in parameter_names
     """
     count = count_saved_parameters(saved)
     problem = parameter_problem(count)

@@ -23,8 +23,8 @@ from nbgrader.plugins.export import CsvExportPlugin
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer, Unicode
 
-from exercise_code.data.cache import file_sha256
-from exercise_code.submission import ASSIGNMENT, MODEL_ENTRY
+from exercise_code.util.cache import file_sha256
+from exercise_code.util.submission import ASSIGNMENT, MODEL_ENTRY
 
 from . import jail
 from .kernel_jail import METADATA_KEY as METADATA

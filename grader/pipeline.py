@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from exercise_code.evaluation import keypoint_score
-from exercise_code.limits import MAX_FILE_BYTES, MAX_PARAMETERS
-from exercise_code.submission import MODEL_ENTRY
+from exercise_code.util.limits import MAX_FILE_BYTES, MAX_PARAMETERS
+from exercise_code.util.submission import MODEL_ENTRY
 
 from .model_check import ModelCheckError, check_parameters, find_model_file, read_plain_model
 from .points import PointsRule

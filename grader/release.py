@@ -17,7 +17,6 @@ exercise_09/ of them (the course's own release, course/release/exercise_09/, is 
 
     python -m grader.release student     # regenerate the student files in exercise_code/ and exercise_09/
     python -m grader.release check       # exit 1 if exercise_code/ or exercise_09/ has drifted
-    python -m grader.release solved DIR  # a solved workspace: exercise_code/ with the solutions in
 """
 import argparse
 import os
@@ -27,14 +26,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from exercise_code.util.layout import ASSIGNMENT
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STUDENT_PACKAGE = REPO_ROOT / "exercise_code"
 SOLUTION_PACKAGE = REPO_ROOT / "solutions" / "exercise_code"
 SOLUTION_NOTEBOOKS = REPO_ROOT / "solutions" / "exercise_09"   # nbgrader source notebooks
 STUDENT_NOTEBOOKS = REPO_ROOT / "exercise_09"   # their student versions
-DATASETS = REPO_ROOT / "datasets"
-DEFAULT_SOLVED_DIR = REPO_ROOT / "build" / "solved"
-ASSIGNMENT = "exercise_09"   # the nbgrader assignment: STUDENT_NOTEBOOKS is its release
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
@@ -123,7 +121,7 @@ def student_notebook(text):
 
 
 def solution_files():
-    """Relative paths (e.g. data/facial_keypoints_dataset.py) of the solution files."""
+    """Relative paths (e.g. data/facial_keypoints_dataset.py) of the files of the solved package."""
     return sorted(p.relative_to(SOLUTION_PACKAGE) for p in SOLUTION_PACKAGE.rglob("*.py"))
 
 
@@ -139,68 +137,32 @@ def student_versions():
     return files
 
 
+def stale_files(versions):
+    """Student files that no solution file generates any more (say, after a file moved)."""
+    present = set(STUDENT_PACKAGE.rglob("*.py")) | set(STUDENT_NOTEBOOKS.glob("*.ipynb"))
+    return sorted(present - set(versions))
+
+
 def drifted_files():
-    """Student files that differ from what their solution generates (missing ones included)."""
-    return [path for path, text in student_versions().items()
-            if not path.is_file() or path.read_text() != text]
+    """Student files that differ from what their solution generates (missing and stale ones included)."""
+    versions = student_versions()
+    return [path for path, text in versions.items()
+            if not path.is_file() or path.read_text() != text] + stale_files(versions)
 
 
 def write_student_files():
-    """Regenerate the student files; return the paths that changed."""
-    changed = drifted_files()
-    for path, text in student_versions().items():
-        if path in changed:
+    """Regenerate the student files and remove stale ones; return the paths that changed."""
+    versions = student_versions()
+    changed = []
+    for path, text in versions.items():
+        if not path.is_file() or path.read_text() != text:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
+            changed.append(path)
+    for path in stale_files(versions):
+        path.unlink()
+        changed.append(path)
     return changed
-
-
-def build_solved_workspace(dest=DEFAULT_SOLVED_DIR):
-    """
-    Build a workspace as a student who solved everything would have it.
-
-    dest/exercise_code is exercise_code/ with each solution file in place of its
-    student version, dest/exercise_09 holds the solution notebooks, and
-    dest/datasets links to the repo's datasets/ so that the package's default
-    data folder still works. Rebuilt from scratch on each call.
-
-    Returns:
-    - dest, as a Path
-    """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest, prefix=".staging-"))
-    try:
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        shutil.copytree(STUDENT_PACKAGE, staging / "exercise_code", ignore=ignore)
-        shutil.copytree(SOLUTION_PACKAGE, staging / "exercise_code", ignore=ignore, dirs_exist_ok=True)
-        target = dest / "exercise_code"
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging / "exercise_code", target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    (dest / "exercise_09").mkdir(exist_ok=True)
-    for notebook in SOLUTION_NOTEBOOKS.glob("*.ipynb"):
-        shutil.copy2(notebook, dest / "exercise_09" / notebook.name)
-    link = dest / "datasets"
-    if not link.exists():
-        DATASETS.mkdir(exist_ok=True)
-        link.symlink_to(DATASETS, target_is_directory=True)
-    return dest
-
-
-def use_solved_package(dest=DEFAULT_SOLVED_DIR):
-    """
-    Build the solved workspace and make `import exercise_code` find it first.
-
-    Must run before anything imports exercise_code. Returns the workspace path.
-    """
-    if "exercise_code" in sys.modules:
-        raise RuntimeError("exercise_code is already imported; call use_solved_package() first")
-    dest = build_solved_workspace(dest)
-    sys.path.insert(0, str(dest))
-    return dest
 
 
 def main(argv=None):
@@ -208,14 +170,12 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("student", help="regenerate the student files in exercise_code/")
     commands.add_parser("check", help="exit 1 if exercise_code/ differs from what solutions/ generates")
-    solved = commands.add_parser("solved", help="build a solved workspace")
-    solved.add_argument("dest", nargs="?", default=DEFAULT_SOLVED_DIR, type=Path)
     args = parser.parse_args(argv)
 
     if args.command == "student":
         changed = write_student_files()
         print("\n".join(f"wrote {p.relative_to(REPO_ROOT)}" for p in changed) or "up to date")
-    elif args.command == "check":
+    else:
         drifted = drifted_files()
         for path in drifted:
             print(f"{path.relative_to(REPO_ROOT)} differs from what its solution generates")
@@ -223,8 +183,6 @@ def main(argv=None):
             print("Edit its source under solutions/, then run: python -m grader.release student")
             return 1
         print("exercise_code/ and exercise_09/ are up to date with solutions/")
-    else:
-        print(f"solved workspace: {build_solved_workspace(args.dest)}")
     return 0
 
 

@@ -21,7 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from exercise_code.atomic_file import atomic_file
+from exercise_code.util.atomic_file import atomic_file
 
 GRADER_NAME = "i2dl-keypoints"   # marks our result files among other JSON files
 LEADERBOARD_NAME = "1/(2*MSE)"

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from exercise_code.submission import MODEL_ENTRY
+from exercise_code.util.submission import MODEL_ENTRY
 
 from . import jail
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from exercise_code.data.csv_reader import read_keypoints_csv
-from exercise_code.data.keypoints import KEYPOINT_COLUMNS, pixels_to_unit
+from exercise_code.util.csv_reader import read_keypoints_csv
+from exercise_code.keypoints import KEYPOINT_COLUMNS, pixels_to_unit
 from exercise_code.gradient_check import rel_error
-from exercise_code.submission import MODEL_ENTRY
+from exercise_code.util.submission import MODEL_ENTRY
 
 from . import jail
 from .model_check import ModelCheckError, check_parameters, find_model_file, read_plain_model

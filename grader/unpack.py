@@ -19,14 +19,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from exercise_code.submission import LEFT_OUT_DIRS, MODEL_ENTRY
+from exercise_code.util.submission import LEFT_OUT_DIRS, MODEL_ENTRY
 
 MAX_FILES = 2000                 # the submission zip holds a few dozen files
 MAX_TOTAL_BYTES = 200_000_000    # the model (< 20 MB) plus notebooks and code, with room to spare
 MAX_RATIO = 100                  # uncompressed / compressed; text is ~5, a zip bomb ~1000
 RATIO_MIN_BYTES = 1_000_000      # small files may compress well, and cannot hurt
 CHUNK = 1 << 20
-HOW_TO_BUILD = "Build your zip with exercise_code.submission.create_submission_zip() and submit that file."
+HOW_TO_BUILD = "Build your zip with exercise_code.util.submission.create_submission_zip() and submit that file."
 
 
 class UnpackError(ValueError):

@@ -7,8 +7,9 @@ instructor who grades them would run it:
     python solutions/end_to_end.py [--source ZIP_OR_URL] [--test-source ZIP_OR_URL] [--minutes M]
 
 Sources default to $FACIAL_KEYPOINTS_SOURCE and $FACIAL_KEYPOINTS_TEST_SOURCE.
-The student's side runs in the solved workspace build/solved (see
-grader/release.py); the grader then scores the zip on the hidden test split.
+The student's side runs in the solved workspace, solutions/ (the installed
+exercise_code is solutions/exercise_code); the grader then scores the zip on the
+hidden test split.
 """
 import argparse
 import os
@@ -16,8 +17,7 @@ import sys
 import time
 from pathlib import Path, PurePosixPath
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for `grader`
-from grader.release import REPO_ROOT, use_solved_package  # noqa: E402
+from grader.release import REPO_ROOT
 
 TEST_SOURCE_ENV = "FACIAL_KEYPOINTS_TEST_SOURCE"
 DEMO_MINUTES = 3.0  # 15 epochs: already far past the course threshold; the full reference budget is 6
@@ -37,17 +37,17 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    workspace = use_solved_package()
     # Imported here, not at the top: grading processes import this module again.
     from exercise_code.data import FacialKeypointsDataset
-    from exercise_code.data.download import DataSourceError, fetch_dataset
+    from exercise_code.util.download import DataSourceError, fetch_dataset
     from exercise_code.evaluation import evaluate_model
-    from exercise_code.model_files import save_model
+    from exercise_code.util.model_files import save_model
     from exercise_code.networks import DummyKeypointModel
-    from exercise_code.submission import create_submission_zip
+    from exercise_code.util.submission import create_submission_zip
     from exercise_code.visualization import show_keypoint_grid
     from grader.api import HIDDEN_TEST_SHA256, GradingConfigError, grade
-    from train_reference import train_reference
+    from exercise_code.util.layout import WORKSPACE as workspace
+    from solutions.train_reference import train_reference
 
     print("[1/7] Getting the data")
     try:

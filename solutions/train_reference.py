@@ -34,19 +34,14 @@ from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for `grader`
-from grader.release import use_solved_package  # noqa: E402
-
-if "exercise_code" not in sys.modules:  # imported from the tests, the solved package is already in place
-    use_solved_package()
-from exercise_code.data import (  # noqa: E402
+from exercise_code.data import (
     Compose, FacialKeypointsDataset, RandomBrightnessContrast, RandomHorizontalFlip,
 )
-from exercise_code.data.keypoints import NUM_KEYPOINTS  # noqa: E402
-from exercise_code.evaluation import evaluate_model  # noqa: E402
-from exercise_code.model_files import save_model  # noqa: E402
-from exercise_code.networks import KeypointModel  # noqa: E402
-from exercise_code.training import progress_bar  # noqa: E402
+from exercise_code.keypoints import NUM_KEYPOINTS
+from exercise_code.evaluation import evaluate_model
+from exercise_code.util.model_files import save_model
+from exercise_code.networks import KeypointModel
+from exercise_code.training import progress_bar
 
 REFERENCE_HPARAMS = {"channels": [24, 48, 96, 192], "stem": 16, "flip_test": True}
 RECIPE = {"batch_size": 32, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 0.15,

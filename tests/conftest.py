@@ -1,17 +1,15 @@
 """
-Shared fixtures. The tests run against the *solved* package: exercise_code/ with
-every solution file from solutions/exercise_code/ in place (see grader/release.py).
-Tests of the untouched student stubs run the real exercise_code/ in a subprocess.
+Shared fixtures. The tests import the installed exercise_code, which is the solved
+package (solutions/exercise_code/, see pyproject.toml). Tests of the student stubs
+run the generated copy, exercise_code/, in a subprocess.
 """
 import os
-import tempfile
+import shutil
 from pathlib import Path
 
 import pytest
 
-from grader.release import REPO_ROOT, use_solved_package
-
-SOLVED_WORKSPACE = use_solved_package(Path(tempfile.mkdtemp(prefix="solved-")))
+from grader.release import REPO_ROOT, SOLUTION_NOTEBOOKS, SOLUTION_PACKAGE
 
 # Where the course's data zips are: ../shared beside the repo unless set otherwise.
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
@@ -43,14 +41,14 @@ def test_zip():
 @pytest.fixture(scope="session")
 def data_dir(train_zip, tmp_path_factory):
     """A folder with training.csv and val.csv, unpacked from the course zip once per run."""
-    from exercise_code.data.download import fetch_dataset
+    from exercise_code.util.download import fetch_dataset
     return fetch_dataset(train_zip, tmp_path_factory.mktemp("data") / "facial_keypoints")
 
 
 @pytest.fixture(scope="session")
 def test_data_dir(test_zip, tmp_path_factory):
     """A folder with the hidden test.csv, unpacked from the instructor's zip."""
-    from exercise_code.data.download import fetch_dataset
+    from exercise_code.util.download import fetch_dataset
     return fetch_dataset(test_zip, tmp_path_factory.mktemp("hidden") / "facial_keypoints_test")
 
 
@@ -77,7 +75,7 @@ def make_csv(tmp_path):
     """
     import numpy as np
 
-    from exercise_code.data.keypoints import KEYPOINT_COLUMNS
+    from exercise_code.keypoints import KEYPOINT_COLUMNS
 
     def make(name="faces.csv", rows=3, edit=None, seed=0):
         rng = np.random.default_rng(seed)
@@ -96,8 +94,16 @@ def make_csv(tmp_path):
     return make
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _tests_use_the_solved_package():
-    """Guard: every test must see the solved package, not the student stubs or a stale build."""
-    import exercise_code
-    assert Path(exercise_code.__file__).is_relative_to(SOLVED_WORKSPACE), exercise_code.__file__
+@pytest.fixture(scope="session")
+def solved_workspace():
+    """
+    solved_workspace(dest) makes dest a workspace as a student who solved everything
+    has it: exercise_code/ and exercise_09/ copied from solutions/. Returns dest.
+    """
+    def make(dest):
+        dest = Path(dest)
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+        shutil.copytree(SOLUTION_PACKAGE, dest / "exercise_code", ignore=ignore)
+        shutil.copytree(SOLUTION_NOTEBOOKS, dest / SOLUTION_NOTEBOOKS.name, ignore=ignore)
+        return dest
+    return make

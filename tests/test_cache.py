@@ -4,8 +4,8 @@ import tempfile
 import numpy as np
 import pytest
 
-import exercise_code.data.cache as cache
-from exercise_code.data.cache import cache_path_for, load_keypoints_data
+import exercise_code.util.cache as cache
+from exercise_code.util.cache import cache_path_for, load_keypoints_data
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from exercise_code.data.csv_reader import DataFormatError, read_keypoints_csv
-from exercise_code.data.keypoints import KEYPOINT_COLUMNS
+from exercise_code.util.csv_reader import DataFormatError, read_keypoints_csv
+from exercise_code.keypoints import KEYPOINT_COLUMNS
 
 
 def test_values_match_a_plain_pandas_parse(make_csv):

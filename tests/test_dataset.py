@@ -90,8 +90,8 @@ def test_dataloader_batches(train_set):
     (("folder",), ValueError, "pass split="),
     (("folder", "training"), ValueError, "pass split="),
     (("file", "train"), ValueError, "is a file"),
-    (("nowhere",), FileNotFoundError, "python -m exercise_code.data.download"),
-    (("empty_folder", "val"), FileNotFoundError, "python -m exercise_code.data.download"),
+    (("nowhere",), FileNotFoundError, "python -m exercise_code.util.download"),
+    (("empty_folder", "val"), FileNotFoundError, "python -m exercise_code.util.download"),
 ])
 def test_bad_arguments(make_csv, tmp_path, args, error, words):
     """Do wrong paths and split names say what to pass or what to run?"""

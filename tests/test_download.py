@@ -7,8 +7,8 @@ import zipfile
 
 import pytest
 
-import exercise_code.data.download as download
-from exercise_code.data.download import DataSourceError, fetch_dataset
+import exercise_code.util.download as download
+from exercise_code.util.download import DataSourceError, fetch_dataset
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_real_zips(data_dir, test_data_dir):
 def test_command_line_error_is_one_clear_line(tmp_path):
     """Does the CLI print 'error: ...' and exit 1, with no traceback?"""
     result = subprocess.run(
-        [sys.executable, "-m", "exercise_code.data.download", "--source", str(tmp_path / "x.zip"),
+        [sys.executable, "-m", "exercise_code.util.download", "--source", str(tmp_path / "x.zip"),
          "--dest", str(tmp_path / "d")], capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr

@@ -3,10 +3,10 @@ import pytest
 import torch
 from torch import nn
 
-from exercise_code.limits import (
+from exercise_code.util.limits import (
     MAX_PARAMETERS, count_limited_values, count_parameters, count_saved_parameters, parameter_problem,
 )
-from exercise_code.model_files import read_model_file, save_model
+from exercise_code.util.model_files import read_model_file, save_model
 
 
 class Split(nn.Module):

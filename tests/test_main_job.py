@@ -34,7 +34,7 @@ def test_end_to_end_without_a_source(tmp_path):
     result = subprocess.run([sys.executable, "solutions/end_to_end.py", "--data-dir", str(tmp_path / "d")],
                             cwd=REPO_ROOT, env=env_free, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    assert "python -m exercise_code.data.download --source" in result.stderr and "Traceback" not in result.stderr
+    assert "python -m exercise_code.util.download --source" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from exercise_code.checks.model_checks import test_keypoint_model as check_keypoint_model
-from exercise_code.model_files import save_model
+from exercise_code.util.model_files import save_model
 from exercise_code.networks import KeypointModel
 from grader.release import REPO_ROOT
 

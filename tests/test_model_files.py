@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-import exercise_code.model_files as model_files
-from exercise_code.limits import (
+import exercise_code.util.model_files as model_files
+from exercise_code.util.limits import (
     MAX_FILE_BYTES, MAX_PARAMETERS, count_parameters, count_saved_parameters, file_size_problem, parameter_problem,
 )
-from exercise_code.model_files import ModelFileError, load_model, read_model_file, save_model
+from exercise_code.util.model_files import ModelFileError, load_model, read_model_file, save_model
 from exercise_code.networks import KeypointModel
 
 SMALL = {"channels": [4, 8, 8, 8], "stem": 4}

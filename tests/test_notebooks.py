@@ -6,7 +6,6 @@ solved workspace; under nbgrader's autograde it trains nothing.
 """
 import os
 import re
-import shutil
 import time
 
 import nbformat
@@ -14,10 +13,9 @@ import pytest
 from nbclient import NotebookClient
 
 from exercise_code.evaluation import evaluate_model
-from exercise_code.model_files import load_model, save_model
+from exercise_code.util.model_files import load_model, save_model
 from exercise_code.networks import KeypointModel
 from grader.release import SOLUTION_NOTEBOOKS, STUDENT_NOTEBOOKS, student_notebook
-from conftest import SOLVED_WORKSPACE  # the solved workspace this test session runs against
 
 SOLUTION_PATHS = sorted(SOLUTION_NOTEBOOKS.glob("*.ipynb"))
 NOTEBOOK_NAMES = [path.name for path in SOLUTION_PATHS]
@@ -79,14 +77,6 @@ def outputs_text(cell):
     return "".join(output.get("text", "") for output in cell.get("outputs", []))
 
 
-def workspace_copy(tmp_path):
-    """A copy of the solved workspace (exercise_code/, exercise_09/) for a run that writes models/ and output/."""
-    workspace = tmp_path / "workspace"
-    for folder in ("exercise_code", "exercise_09"):
-        shutil.copytree(SOLVED_WORKSPACE / folder, workspace / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    return workspace
-
-
 def run_notebook(workspace, name, data_dir, nbgrader_execution=None):
     """
     Run workspace/exercise_09/<name> headless, as a student would, or as nbgrader does.
@@ -121,9 +111,9 @@ def stderr_of_graded_cells(cells):
 
 
 @pytest.mark.slow
-def test_spatial_batchnorm_notebook_runs_headless(data_dir):
+def test_spatial_batchnorm_notebook_runs_headless(data_dir, solved_workspace, tmp_path):
     """Does the solution notebook run top to bottom in the solved workspace, every check passing?"""
-    cells, seconds = run_notebook(SOLVED_WORKSPACE, "2_spatial_batchnorm.ipynb", data_dir)
+    cells, seconds = run_notebook(solved_workspace(tmp_path / "workspace"), "2_spatial_batchnorm.ipynb", data_dir)
     print(f"2_spatial_batchnorm.ipynb ran in {seconds:.0f} s")
 
     assert str(data_dir) in outputs_text(cells["setup"])  # the notebook used the data we gave it
@@ -137,18 +127,18 @@ def test_spatial_batchnorm_notebook_runs_headless(data_dir):
 
 
 @pytest.mark.slow
-def test_spatial_batchnorm_notebook_skips_the_experiment_when_grading(data_dir):
+def test_spatial_batchnorm_notebook_skips_the_experiment_when_grading(data_dir, solved_workspace, tmp_path):
     """Under nbgrader's autograde, do the checks still run while the training experiment is skipped?"""
-    cells, seconds = run_notebook(SOLVED_WORKSPACE, "2_spatial_batchnorm.ipynb", data_dir, "autograde")
+    cells, seconds = run_notebook(solved_workspace(tmp_path / "workspace"), "2_spatial_batchnorm.ipynb", data_dir, "autograde")
     assert "Skipping the batch norm experiment" in outputs_text(cells["experiment_run"])
     assert "Tests passed: 3/3" in outputs_text(cells["spatial_batchnorm_forward_checks"])
     assert not stderr_of_graded_cells(cells)
 
 
 @pytest.mark.slow
-def test_facial_keypoints_notebook_runs_headless(data_dir, val_set, tmp_path):
+def test_facial_keypoints_notebook_runs_headless(data_dir, val_set, tmp_path, solved_workspace):
     """Does the main notebook run top to bottom, train a model that passes, save it and zip it?"""
-    workspace = workspace_copy(tmp_path)
+    workspace = solved_workspace(tmp_path / "workspace")
     path = workspace / "exercise_09" / "1_facial_keypoints.ipynb"
     notebook = read(path)
     hparams = next(cell for cell in notebook.cells if cell.get("id") == "hparams")
@@ -173,9 +163,9 @@ def test_facial_keypoints_notebook_runs_headless(data_dir, val_set, tmp_path):
 
 
 @pytest.mark.slow
-def test_facial_keypoints_notebook_does_not_train_when_grading(data_dir, tmp_path):
+def test_facial_keypoints_notebook_does_not_train_when_grading(data_dir, tmp_path, solved_workspace):
     """Under nbgrader's autograde, does the main notebook check the saved model without training or writing files?"""
-    workspace = workspace_copy(tmp_path)
+    workspace = solved_workspace(tmp_path / "workspace")
     model_path = save_model(KeypointModel({"channels": [4, 8, 8, 8], "stem": 4}),
                             workspace / "models" / "keypoint_model.pt")
     saved = model_path.read_bytes()

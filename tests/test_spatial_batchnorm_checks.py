@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from exercise_code import layers
-from exercise_code.checks import runner
+from exercise_code.util import check_runner as runner
 from exercise_code.checks import spatial_batchnorm_checks as checks
 from grader.release import REPO_ROOT
 

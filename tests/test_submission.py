@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from exercise_code.limits import MAX_PARAMETERS
-from exercise_code.model_files import save_model
+from exercise_code.util.limits import MAX_PARAMETERS
+from exercise_code.util.model_files import save_model
 from exercise_code.networks import KeypointModel
-from exercise_code.submission import MODEL_ENTRY, SubmissionError, create_submission_zip
+from exercise_code.util.submission import MODEL_ENTRY, SubmissionError, create_submission_zip
 
 SMALL = {"channels": [4, 8, 8, 8]}
 
@@ -40,7 +40,7 @@ def test_contents(workspace, capsys):
     assert path == workspace / "output" / "exercise_09.zip"
     names = zipfile.ZipFile(path).namelist()
     assert "exercise_09/1_facial_keypoints.ipynb" in names and MODEL_ENTRY in names
-    assert "exercise_code/networks/keypoint_nn.py" in names and "exercise_code/data/csv_reader.py" in names
+    assert "exercise_code/networks/keypoint_nn.py" in names and "exercise_code/util/csv_reader.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith((".npz", ".csv"))]
     out = capsys.readouterr().out
     assert f"packed  {MODEL_ENTRY}" in out and "Wrote " in out and " MB, " in out

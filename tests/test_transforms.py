@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from exercise_code.data.keypoint_geometry import affine_matrix, transform_keypoints, warp_image
-from exercise_code.data.keypoints import FLIP_PAIRS, KEYPOINT_NAMES, LEFT_IDS, RIGHT_IDS
+from exercise_code.keypoints import FLIP_PAIRS, KEYPOINT_NAMES, LEFT_IDS, RIGHT_IDS
 from exercise_code.data.transforms import (
     Compose, RandomAffine, RandomBrightnessContrast, RandomHorizontalFlip,
 )

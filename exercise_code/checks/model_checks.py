@@ -11,11 +11,11 @@ from pathlib import Path
 import torch
 
 from ..evaluation import evaluating
-from ..limits import (
+from ..util.limits import (
     MAX_FILE_BYTES, MAX_PARAMETERS, count_parameters, count_saved_parameters, file_size_problem, parameter_problem,
 )
-from ..model_files import load_model, read_model_file
-from .runner import CheckFailure, check, expect_equal, run_checks
+from ..util.model_files import load_model, read_model_file
+from ..util.check_runner import CheckFailure, check, expect_equal, run_checks
 
 
 def _checks_of_model(model):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .. import layers
 from ..gradient_check import eval_numerical_gradient_array, rel_error
-from .runner import check, expect_at_most, expect_equal, run_checks
+from ..util.check_runner import check, expect_at_most, expect_equal, run_checks
 
 EPS, MOMENTUM = 1e-5, 0.9  # the layers' defaults, passed explicitly
 FORWARD_LIMIT = 1e-6       # right answers land near 1e-15; statistics over a wrong axis near 1

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .keypoints import FLIP_PAIRS, IMAGE_SIZE
+from ..keypoints import FLIP_PAIRS, IMAGE_SIZE
 
 # The middle of the image in the pixel-index convention: (47.5, 47.5).
 IMAGE_CENTER = ((IMAGE_SIZE - 1) / 2, (IMAGE_SIZE - 1) / 2)

@@ -5,7 +5,7 @@ every real model must beat.
 import torch
 from torch import nn
 
-from ..data.keypoints import NUM_KEYPOINTS, pixels_to_unit
+from ..keypoints import NUM_KEYPOINTS, pixels_to_unit
 
 # A generic frontal face, laid out by hand in pixels (x, y) on the 96x96 image,
 # in KEYPOINT_NAMES order. The subject's left is on the image's right.

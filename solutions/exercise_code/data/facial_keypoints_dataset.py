@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .cache import load_keypoints_data
-from .keypoints import pixels_to_unit
+from ..util.cache import load_keypoints_data
+from ..keypoints import pixels_to_unit
 
 # Which file of a dataset folder holds which split.
 SPLIT_FILES = {"train": "training.csv", "val": "val.csv", "test": "test.csv"}
@@ -43,13 +43,13 @@ class FacialKeypointsDataset(Dataset):
             path = path / SPLIT_FILES[split]
             if not path.is_file():
                 raise FileNotFoundError(
-                    f"{path} is missing. Get the data first: python -m exercise_code.data.download")
+                    f"{path} is missing. Get the data first: python -m exercise_code.util.download")
         elif split is not None:
             raise ValueError(f"split={split!r} was given, but {path} is a file, not a dataset folder")
         elif not path.is_file():
             raise FileNotFoundError(
                 f"{path}: no such file or folder. Get the data first: "
-                "python -m exercise_code.data.download")
+                "python -m exercise_code.util.download")
 
         data = load_keypoints_data(path, use_cache=use_cache)
         self.path, self.split, self.transform = path, split, transform

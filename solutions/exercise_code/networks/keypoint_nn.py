@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.keypoints import FLIP_PAIRS, IMAGE_SIZE, NUM_KEYPOINTS
+from ..keypoints import FLIP_PAIRS, IMAGE_SIZE, NUM_KEYPOINTS
 
 
 class KeypointModel(nn.Module):

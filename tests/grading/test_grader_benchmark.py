@@ -5,7 +5,6 @@ import sys
 import pytest
 
 from grader.release import REPO_ROOT
-from grading_fixtures import hidden_subset  # noqa: F401 (fixtures)
 
 
 @pytest.mark.slow

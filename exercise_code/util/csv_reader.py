@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .keypoints import IMAGE_SIZE, KEYPOINT_COLUMNS, NUM_KEYPOINTS
+from ..keypoints import IMAGE_SIZE, KEYPOINT_COLUMNS, NUM_KEYPOINTS
 
 IMAGE_COLUMN = "Image"
 NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE

@@ -1,7 +1,7 @@
 """
 Build the submission zip: your notebooks, your exercise_code and your model.
 
-    from exercise_code.submission import create_submission_zip
+    from exercise_code.util.submission import create_submission_zip
     create_submission_zip()     # -> output/exercise_09.zip
 
 The zip is refused (with a message that says why) when the model file is
@@ -13,10 +13,9 @@ from pathlib import Path
 
 from .atomic_file import atomic_file
 from .limits import count_saved_parameters, file_size_problem, parameter_problem
-from .model_files import DEFAULT_MODEL_FILE, PACK_ROOT, ModelFileError, load_model, read_model_file
+from .layout import ASSIGNMENT, MODEL_ENTRY, WORKSPACE, submission_zip_name
+from .model_files import DEFAULT_MODEL_FILE, ModelFileError, load_model, read_model_file
 
-ASSIGNMENT = "exercise_09"
-MODEL_ENTRY = "models/keypoint_model.pt"   # where the grader looks in the zip
 MAX_OTHER_FILE_BYTES = 5_000_000           # a notebook or source file larger than this is left out
 LEFT_OUT_DIRS = {"__pycache__", ".ipynb_checkpoints"}  # caches, never your work
 
@@ -25,7 +24,7 @@ class SubmissionError(RuntimeError):
     """The submission cannot be built; the message says why and what to do."""
 
 
-def submission_files(pack_root=PACK_ROOT):
+def submission_files(pack_root=WORKSPACE):
     """
     The notebooks and source files that go into the zip.
 
@@ -65,7 +64,7 @@ def check_model_file(model_path):
         raise SubmissionError(str(error)) from None
 
 
-def create_submission_zip(student_id=None, model_path=DEFAULT_MODEL_FILE, out_dir=None, pack_root=PACK_ROOT):
+def create_submission_zip(student_id=None, model_path=DEFAULT_MODEL_FILE, out_dir=None, pack_root=WORKSPACE):
     """
     Check the model and write the submission zip.
 
@@ -85,7 +84,7 @@ def create_submission_zip(student_id=None, model_path=DEFAULT_MODEL_FILE, out_di
 
     out_dir = Path(out_dir or pack_root / "output")
     out_dir.mkdir(parents=True, exist_ok=True)
-    zip_path = out_dir / (f"{student_id}_{ASSIGNMENT}.zip" if student_id else f"{ASSIGNMENT}.zip")
+    zip_path = out_dir / submission_zip_name(student_id)
     with atomic_file(zip_path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path, name in files:
             archive.write(path, name)

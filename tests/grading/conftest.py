@@ -1,16 +1,8 @@
 """
 Fixtures of the grader's tests: a small subset of the hidden test split, a
 valid model, and the jail (grader/jail.py), which must start here.
-
-A test module imports the ones it uses (`from grading_fixtures import ...`). They
-are not in a conftest.py of this folder on purpose: a second module named
-`conftest` would replace tests/conftest.py for the tests that import it by name.
-Imported into several modules, a fixture runs once per module, so the costly
-parts are cached here for the whole session.
 """
-import functools
 import os
-import socket
 
 import pytest
 
@@ -32,7 +24,7 @@ def hidden_subset(test_data_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def valid_model(train_set):
     """A KeypointModel that scores above 100 (briefly trained; see grading_scenarios.py)."""
-    return _cached(trained_model, train_set)
+    return trained_model(train_set)
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +32,7 @@ def isolation():
     """The isolation grade() uses by default: the jail. Where it cannot start, tests that grade are
     skipped (the grader would refuse), but never in CI, which must prove the jail works."""
     try:
-        return _cached(detect_isolation)
+        return detect_isolation()
     except IsolationError as error:
         if os.environ.get("CI"):
             pytest.fail(str(error))
@@ -51,28 +43,3 @@ def isolation():
 def jail(isolation):
     """For tests that need the jail (the same as `isolation`, named for what the test needs)."""
     return isolation
-
-
-class Listener:
-    """A TCP port on 127.0.0.1 that hostile code tries to dial; connections() counts who got through."""
-
-    def __init__(self):
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.setblocking(False)
-        self.port = self.server.getsockname()[1]
-
-    def connections(self):
-        """Accept and count what arrived, then stop listening."""
-        count = 0
-        with self.server:
-            while True:
-                try:
-                    self.server.accept()[0].close()
-                except BlockingIOError:
-                    return count
-                count += 1
-
-
-@functools.cache
-def _cached(function, *args):
-    return function(*args)

@@ -1,7 +1,7 @@
 """
 Get the facial keypoints data into datasets/facial_keypoints/.
 
-    python -m exercise_code.data.download --source URL_OR_ZIP
+    python -m exercise_code.util.download --source URL_OR_ZIP
 
 The source is a URL (http, https, file) or the path of a local zip; without
 --source we read the environment variable FACIAL_KEYPOINTS_SOURCE. A zip whose
@@ -22,10 +22,9 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .cache import file_sha256
+from .layout import default_data_dir
 
 SOURCE_ENV = "FACIAL_KEYPOINTS_SOURCE"
-DATA_DIR_ENV = "FACIAL_KEYPOINTS_DIR"
-PACK_ROOT = Path(__file__).resolve().parents[2]
 DATA_FILES = ("training.csv", "val.csv", "test.csv")
 MARKER = ".source.json"  # written last: a folder with it is complete
 
@@ -35,7 +34,7 @@ KNOWN_SHA256 = {
 
 HOW_TO_GET = (
     "Get the zip your course gives you and run\n"
-    "    python -m exercise_code.data.download --source PATH_OR_URL_OF_THE_ZIP\n"
+    "    python -m exercise_code.util.download --source PATH_OR_URL_OF_THE_ZIP\n"
     f"(or set {SOURCE_ENV} to that path or URL)."
 )
 
@@ -43,10 +42,6 @@ HOW_TO_GET = (
 class DataSourceError(RuntimeError):
     """The data could not be fetched; the message says why and what to do."""
 
-
-def default_data_dir():
-    """$FACIAL_KEYPOINTS_DIR if set, else datasets/facial_keypoints in the pack."""
-    return Path(os.environ.get(DATA_DIR_ENV) or PACK_ROOT / "datasets" / "facial_keypoints")
 
 
 def fetch_dataset(source=None, dest=None, sha256=None, force=False):

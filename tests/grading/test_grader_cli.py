@@ -16,7 +16,6 @@ from exercise_code.data import FacialKeypointsDataset
 from exercise_code.evaluation import evaluate_model
 from grader.api import GradingConfigError, _keep_private, grade
 from grader.release import REPO_ROOT
-from grading_fixtures import hidden_subset, isolation, valid_model  # noqa: F401 (fixtures)
 from grading_scenarios import build_submission
 
 

@@ -14,14 +14,14 @@ import pytest
 
 from exercise_code.data import FacialKeypointsDataset
 from exercise_code.evaluation import evaluate_model
-from exercise_code.limits import MAX_PARAMETERS
-from exercise_code.model_files import load_model
-from exercise_code.submission import MODEL_ENTRY
+from exercise_code.util.limits import MAX_PARAMETERS
+from exercise_code.util.model_files import load_model
+from exercise_code.util.submission import MODEL_ENTRY
 from grader.api import grade
 from grader.jail import BASE_ENV
 from grader.pipeline import CHECKS
 from grader.results import failed_check
-from grading_fixtures import Listener, hidden_subset, isolation, jail, valid_model  # noqa: F401 (fixtures)
+from hostile_students import Listener
 from grading_scenarios import SCENARIOS, build_submission
 
 pytestmark = pytest.mark.slow

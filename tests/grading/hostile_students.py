@@ -19,6 +19,7 @@ adds an attack; the grade must be exactly what the real work earns.
 build_hostile(name, pack, ...) turns a student's workspace into that student's.
 """
 import json
+import socket
 from pathlib import Path
 
 import nbformat
@@ -262,3 +263,22 @@ def build_hostile(name, pack, *, port=0):
     else:
         raise ValueError(f"unknown hostile student {name!r}")
 
+
+class Listener:
+    """A TCP port on 127.0.0.1 that hostile code tries to dial; connections() counts who got through."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.setblocking(False)
+        self.port = self.server.getsockname()[1]
+
+    def connections(self):
+        """Accept and count what arrived, then stop listening."""
+        count = 0
+        with self.server:
+            while True:
+                try:
+                    self.server.accept()[0].close()
+                except BlockingIOError:
+                    return count
+                count += 1

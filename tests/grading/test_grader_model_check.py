@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from exercise_code.limits import MAX_PARAMETERS
-from exercise_code.model_files import save_model
-from exercise_code.submission import MODEL_ENTRY
+from exercise_code.util.limits import MAX_PARAMETERS
+from exercise_code.util.model_files import save_model
+from exercise_code.util.submission import MODEL_ENTRY
 from grader.model_check import ModelCheckError, check_parameters, find_model_file, read_plain_model
 from grading_scenarios import HOARD_VALUES, SMALL, _Flat, _Hoarder, _Payload
 

@@ -9,21 +9,19 @@ import sys
 
 import pytest
 
-from exercise_code.model_files import save_model
+from exercise_code.util.model_files import save_model
 from exercise_code.networks import KeypointModel
-from exercise_code.submission import MODEL_ENTRY, create_submission_zip
+from exercise_code.util.submission import MODEL_ENTRY, create_submission_zip
 from grader.api import grade
-from grader.release import build_solved_workspace
-from grading_fixtures import hidden_subset, isolation, jail  # noqa: F401 (fixtures)
 from grading_scenarios import VALID
 from hostile_students import build_hostile
 
 pytestmark = pytest.mark.slow
 
 
-def test_mallory_forges_a_perfect_score_unjailed_and_nothing_jailed(tmp_path, hidden_subset, jail):  # noqa: F811
+def test_mallory_forges_a_perfect_score_unjailed_and_nothing_jailed(tmp_path, hidden_subset, jail, solved_workspace):
     """Unjailed, does mallory's untrained model score as if perfect? In the jail, only what it is worth?"""
-    pack = build_solved_workspace(tmp_path / "mallory")
+    pack = solved_workspace(tmp_path / "mallory")
     build_hostile("mallory", pack)
     model_path = save_model(KeypointModel(VALID).eval(), pack / MODEL_ENTRY)
     submission = create_submission_zip(model_path=model_path, out_dir=tmp_path, pack_root=pack)

@@ -4,7 +4,6 @@ import pytest
 from grader import jail as jail_module
 from grader.api import GradingConfigError, grade
 from grader.sandbox import IsolationError, detect_isolation
-from grading_fixtures import hidden_subset, isolation, jail  # noqa: F401 (fixtures)
 
 
 def test_auto_is_the_jail(jail):
@@ -32,7 +31,7 @@ def test_auto_never_falls_back_to_none(jail_broken):
     assert detect_isolation("none") == "none"   # only by name
 
 
-def test_grading_refuses_before_grading_anything(jail_broken, tmp_path, hidden_subset):  # noqa: F811
+def test_grading_refuses_before_grading_anything(jail_broken, tmp_path, hidden_subset):
     """Does grade() refuse the whole run, writing nothing, when the jail cannot start?"""
     (tmp_path / "a.zip").write_bytes(b"junk")
     with pytest.raises(GradingConfigError, match="The jail for student code cannot start: bwrap not found"):

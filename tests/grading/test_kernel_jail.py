@@ -29,8 +29,6 @@ from traitlets.config import Config, PyFileConfigLoader
 from grader import jail, kernel_jail
 from grader.kernel_jail import KERNEL_NAME, METADATA_KEY, JailedExecute, JailedProvisioner
 from grader.release import REPO_ROOT
-# jail_works: skips the test where the jail cannot start (fails it in CI); it needs `isolation`.
-from grading_fixtures import isolation, jail as jail_works  # noqa: F401 (fixtures)
 
 SECRET = "FKJ_TEST_SECRET"
 # What ipykernel sets itself, and the thread counts jail_command sets; the rest must be BASE_ENV or PASSED_ENV.
@@ -185,7 +183,7 @@ def test_the_course_config_executes_with_the_jail():
 # --- Hostile code in the kernel.
 
 @pytest.mark.jail
-def test_kernel_sees_only_its_jail_and_no_secrets(kernelspec, jail_works, monkeypatch):
+def test_kernel_sees_only_its_jail_and_no_secrets(kernelspec, isolation, monkeypatch):
     """Does the kernel see only the jail's processes, and neither our environment nor its secret anywhere?"""
     monkeypatch.setenv(SECRET, "hunter2-in-the-grader")
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
@@ -216,7 +214,7 @@ def test_kernel_sees_only_its_jail_and_no_secrets(kernelspec, jail_works, monkey
 
 
 @pytest.mark.jail
-def test_kernel_has_no_network(kernelspec, jail_works):
+def test_kernel_has_no_network(kernelspec, isolation):
     """Is a TCP listener of ours on 127.0.0.1 unreachable from the kernel, with only a loopback of its own?"""
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
@@ -241,7 +239,7 @@ def test_kernel_has_no_network(kernelspec, jail_works):
 
 
 @pytest.mark.jail
-def test_kernel_is_unprivileged(kernelspec, jail_works):
+def test_kernel_is_unprivileged(kernelspec, isolation):
     """Is the kernel a fresh uid without capabilities, with no_new_privs and seccomp, unable to unshare or be root?"""
     nb = execute("""
         import ctypes, os, subprocess
@@ -271,7 +269,7 @@ def test_kernel_is_unprivileged(kernelspec, jail_works):
 
 
 @pytest.mark.jail
-def test_kernel_writes_only_its_private_copy(kernelspec, jail_works, course, monkeypatch):
+def test_kernel_writes_only_its_private_copy(kernelspec, isolation, course, monkeypatch):
     """
     Does the kernel work in a copy of its notebook's folder, leaving the host folder as it was,
     and see no other student, no hidden file, and the training data read-only?
@@ -323,7 +321,7 @@ def test_training_data_may_not_hold_the_course(course):
 
 @pytest.mark.jail
 @pytest.mark.slow
-def test_fork_bomb_and_memory_hog_stop_at_the_limits(kernelspec, jail_works):
+def test_fork_bomb_and_memory_hog_stop_at_the_limits(kernelspec, isolation):
     """Do c.JailedProvisioner's limits reach the kernel, stop a fork loop and an allocation loop, and keep it alive?"""
     config = {"JailedProvisioner": {"processes": 64, "memory_mb": 2048, "cpu_s": 300}}
     nb = execute("""
@@ -374,7 +372,7 @@ def test_fork_bomb_and_memory_hog_stop_at_the_limits(kernelspec, jail_works):
 
 @pytest.mark.jail
 @pytest.mark.slow
-def test_cell_timeout_interrupts_the_kernel(kernelspec, jail_works):
+def test_cell_timeout_interrupts_the_kernel(kernelspec, isolation):
     """Does a cell timeout interrupt a long sleep in the jailed kernel (by a message), and does the next cell run?"""
     start = time.monotonic()
     nb = execute("import time\ntime.sleep(60)", "print('next')", config={"Execute": {"timeout": 3}})
@@ -416,7 +414,7 @@ def test_isolation_none_by_name_runs_unjailed(kernelspec, jail_broken):
 @pytest.mark.jail
 @pytest.mark.slow
 @pytest.mark.parametrize("named", ["python3 in the config", "python3 in the notebook", "a local-provisioner spec"])
-def test_every_kernelspec_starts_jailed(named, kernelspec, jail_works, tmp_path, monkeypatch):
+def test_every_kernelspec_starts_jailed(named, kernelspec, isolation, tmp_path, monkeypatch):
     """Whatever kernelspec the config or notebook names, even one with another provisioner: is the kernel jailed?"""
     config, kernel_name = {}, None
     if named == "python3 in the config":
@@ -445,7 +443,7 @@ def test_every_kernelspec_starts_jailed(named, kernelspec, jail_works, tmp_path,
 
 @pytest.mark.jail
 @pytest.mark.slow
-def test_config_reaches_the_provisioner_through_the_kernel_manager(kernelspec, jail_works):
+def test_config_reaches_the_provisioner_through_the_kernel_manager(kernelspec, isolation):
     """
     Does nbgrader's config (the kernel manager's) reach a JailedProvisioner made from the kernelspec,
     and does JailedExecute make it the default in its process, for a plain python3 kernel too?
@@ -471,7 +469,7 @@ def test_config_reaches_the_provisioner_through_the_kernel_manager(kernelspec, j
 # --- What is left afterwards.
 
 @pytest.mark.jail
-def test_nothing_left_after_shutdown(kernelspec, jail_works, course):
+def test_nothing_left_after_shutdown(kernelspec, isolation, course):
     """After the notebook ran, are the kernel's folder, its processes (a background one too) and our seccomp fd gone?"""
     nb = execute("""
         import os, subprocess
@@ -506,7 +504,7 @@ time.sleep(1000)
 
 @pytest.mark.jail
 @pytest.mark.slow
-def test_sigkilled_grader_leaves_no_kernel_and_its_folder_is_swept(kernelspec, jail_works, course):
+def test_sigkilled_grader_leaves_no_kernel_and_its_folder_is_swept(kernelspec, isolation, course):
     """When nbgrader is SIGKILLed, does its jailed kernel die with it, and a sweep remove its folder (and only its)?"""
     alice = course / "course" / "autograded" / "alice" / "exercise_09"
     grader = subprocess.Popen([sys.executable, "-c", GRADER_KILLED, KERNEL_NAME, str(alice)], cwd=REPO_ROOT,
@@ -575,7 +573,7 @@ def tiny_course(tmp_path):
 
 @pytest.mark.jail
 @pytest.mark.slow
-def test_nbgrader_autograde_runs_the_kernel_jailed(kernelspec, jail_works, tiny_course):
+def test_nbgrader_autograde_runs_the_kernel_jailed(kernelspec, isolation, tiny_course):
     """Does `nbgrader autograde` run the notebook jailed, with c.JailedProvisioner from its config; is that recorded?"""
     from grader.release import run_nbgrader
 
@@ -590,7 +588,7 @@ def test_nbgrader_autograde_runs_the_kernel_jailed(kernelspec, jail_works, tiny_
 
 @pytest.mark.jail
 @pytest.mark.slow
-def test_nbgrader_autograde_stops_without_the_jail(kernelspec, jail_works, tiny_course):
+def test_nbgrader_autograde_stops_without_the_jail(kernelspec, isolation, tiny_course):
     """
     Without bubblewrap, does `nbgrader autograde` stop, saying what to install, and leave nothing
     that a later run (with the jail) would skip?

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic_file import atomic_file
+from .atomic_file import atomic_file
 from .csv_reader import KeypointsData, read_keypoints_csv
-from .keypoints import IMAGE_SIZE, NUM_KEYPOINTS
+from ..keypoints import IMAGE_SIZE, NUM_KEYPOINTS
 
 CACHE_VERSION = 1  # bump when the cache layout or the parsing rules change
 

@@ -35,15 +35,14 @@ import torch
 
 from exercise_code.data import FacialKeypointsDataset
 from exercise_code.evaluation import evaluate_model
-from exercise_code.model_files import save_model
+from exercise_code.util.model_files import save_model
 from exercise_code.networks import KeypointModel
-from exercise_code.submission import MODEL_ENTRY, create_submission_zip, submission_files
+from exercise_code.util.submission import MODEL_ENTRY, create_submission_zip, submission_files
 from grader.nbgrader_plugins import SUBMISSION_FILE_REGEXP, hidden_data_problem
-from grader.release import (ASSIGNMENT, REPO_ROOT, SOLUTION_NOTEBOOKS, STUDENT_NOTEBOOKS, build_solved_workspace,
+from grader.release import (ASSIGNMENT, REPO_ROOT, SOLUTION_NOTEBOOKS, STUDENT_NOTEBOOKS, 
                             run_nbgrader)
-from grading_fixtures import Listener, isolation, valid_model  # noqa: F401 (fixtures)
 from grading_scenarios import VALID
-from hostile_students import MARKER, SAFETY_CATCH, build_hostile
+from hostile_students import Listener, MARKER, SAFETY_CATCH, build_hostile
 
 pytestmark = pytest.mark.slow
 
@@ -76,11 +75,11 @@ def student_pack(root):
     return root
 
 
-def build_class(work, archive, model):
+def build_class(work, archive, model, solved_workspace):
     """Write each student's zip into archive/; return {student: the model they submitted, or None}."""
     models = {}
     for student in ("alice", "frank"):
-        pack = build_solved_workspace(work / student)
+        pack = solved_workspace(work / student)
         submitted = KeypointModel({**VALID, "flip_test": student == "frank"})   # frank's model is not alice's
         submitted.load_state_dict(model.state_dict())
         if student == "frank":
@@ -93,14 +92,14 @@ def build_class(work, archive, model):
         models[student] = submitted.eval()
 
     zip_like_create_submission_zip(student_pack(work / "bob"), "bob", archive)
-    zip_like_create_submission_zip(build_solved_workspace(work / "carol"), "carol", archive)
+    zip_like_create_submission_zip(solved_workspace(work / "carol"), "carol", archive)
     models.update(bob=None, carol=None)
     return models
 
 
-def build_hostile_class(work, archive, model, port):
+def build_hostile_class(work, archive, model, port, solved_workspace):
     """Write the hostile students' zips into archive/; return {student: the model they submitted, or None}."""
-    pack = build_solved_workspace(work / "mallory")
+    pack = solved_workspace(work / "mallory")
     build_hostile("mallory", pack)
     untrained = KeypointModel(VALID).eval()   # her real work: no training at all
     zip_like_create_submission_zip(pack, "mallory", archive, save_model(untrained, pack / MODEL_ENTRY))
@@ -109,11 +108,11 @@ def build_hostile_class(work, archive, model, port):
     build_hostile("trudy", pack)
     zip_like_create_submission_zip(pack, "trudy", archive)
 
-    pack = build_solved_workspace(work / "oscar")
+    pack = solved_workspace(work / "oscar")
     build_hostile("oscar", pack, port=port)
     create_submission_zip("oscar", model_path=save_model(model, pack / MODEL_ENTRY), out_dir=archive, pack_root=pack)
 
-    pack = build_solved_workspace(work / "hoarder")
+    pack = solved_workspace(work / "hoarder")
     build_hostile("hoarder", pack)
     hoarding = KeypointModel(VALID)
     hoarding.load_state_dict(model.state_dict())
@@ -133,7 +132,7 @@ def fingerprint(*folders, skip=()):
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory, data_dir, val_set, test_data_dir, valid_model, isolation):  # noqa: F811
+def course(tmp_path_factory, data_dir, val_set, test_data_dir, valid_model, isolation, solved_workspace):
     """Run the whole term once, honest and hostile students together; return what the tests look at.
     (val_set: its cache is then in data_dir, as on an instructor's machine; kernels may not write it.)"""
     tmp = tmp_path_factory.mktemp("term")
@@ -162,8 +161,8 @@ def course(tmp_path_factory, data_dir, val_set, test_data_dir, valid_model, isol
     archive = root / "course" / "downloaded" / ASSIGNMENT / "archive"
     archive.mkdir(parents=True)
     listener = Listener()   # oscar dials it
-    models = build_class(tmp / "students", archive, valid_model)
-    models.update(build_hostile_class(tmp / "students", archive, valid_model, listener.port))
+    models = build_class(tmp / "students", archive, valid_model, solved_workspace)
+    models.update(build_hostile_class(tmp / "students", archive, valid_model, listener.port, solved_workspace))
     collect = nbgrader("zip_collect", ASSIGNMENT, "--force")
     course_dir = root / "course"
     (course_dir / SAFETY_CATCH).touch()   # mallory may try her worst here

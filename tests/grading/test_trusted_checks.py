@@ -8,13 +8,12 @@ import shutil
 
 import pytest
 
-from exercise_code.model_files import save_model
+from exercise_code.util.model_files import save_model
 from exercise_code.networks import KeypointModel
-from exercise_code.submission import MODEL_ENTRY
+from exercise_code.util.submission import MODEL_ENTRY
 from grader import jail
-from grader.release import STUDENT_PACKAGE, build_solved_workspace
+from grader.release import STUDENT_PACKAGE
 from grader.trusted_checks import CELLS, run_checks
-from grading_fixtures import isolation, jail as jail_fixture  # noqa: F401 (fixtures)
 from grading_scenarios import SMALL
 
 pytestmark = pytest.mark.slow
@@ -22,10 +21,9 @@ QUICK = jail.Limits(timeout_s=20, memory_mb=4096)   # room for torch on a busy m
 
 
 @pytest.fixture(scope="module")
-def solved(tmp_path_factory, isolation):  # noqa: F811
+def solved(tmp_path_factory, isolation, solved_workspace):
     """A submission with every TODO solved and a small saved model."""
-    pack = build_solved_workspace(tmp_path_factory.mktemp("solved") / "pack")
-    (pack / "datasets").unlink()   # the workspace's link to the repo's data: no submission has it
+    pack = solved_workspace(tmp_path_factory.mktemp("solved") / "pack")
     save_model(KeypointModel(SMALL).eval(), pack / MODEL_ENTRY)
     return pack
 

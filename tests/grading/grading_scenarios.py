@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from exercise_code.model_files import save_model
+from exercise_code.util.model_files import save_model
 from exercise_code.networks import KeypointModel
-from exercise_code.submission import MODEL_ENTRY, create_submission_zip
+from exercise_code.util.submission import MODEL_ENTRY, create_submission_zip
 from grader.release import REPO_ROOT
 
 SMALL = {"channels": [4, 8, 8, 16], "stem": 4, "flip_test": False}

@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 
 from .atomic_file import atomic_file
+from .layout import MODEL_ENTRY, WORKSPACE
 
 FORMAT = "i2dl-keypoint-model-v1"
 KEYS = {"format", "class_name", "hparams_json", "parameter_names", "state_dict"}
 MAX_HPARAMS_CHARS = 65_536   # hparams are a few settings: nothing else may travel in them
-PACK_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL_FILE = PACK_ROOT / "models" / "keypoint_model.pt"  # where the grader looks
+DEFAULT_MODEL_FILE = WORKSPACE / MODEL_ENTRY   # where the grader looks
 
 
 class ModelFileError(ValueError):
@@ -92,7 +92,7 @@ def read_model_file(path):
         # Not torch's own message: it suggests weights_only=False, which would run the file's code.
         raise ModelFileError(
             f"{path} is not a model file saved by save_model: it cannot be read as plain tensors "
-            f"({type(error).__name__}). Save your model with exercise_code.model_files.save_model.") from None
+            f"({type(error).__name__}). Save your model with exercise_code.util.model_files.save_model.") from None
     problem = _shape_problem(contents)
     if problem:
         raise ModelFileError(f"{path} is not a model file saved by save_model: {problem}")
@@ -142,7 +142,7 @@ def load_model(path=DEFAULT_MODEL_FILE, model_class=None):
     - model on the CPU
     """
     if model_class is None:
-        from .networks import KeypointModel  # imported here: the student's own class, as it is now
+        from ..networks import KeypointModel  # imported here: the student's own class, as it is now
         model_class = KeypointModel
     saved = read_model_file(path)
     if saved["class_name"] != model_class.__name__:

@@ -12,7 +12,6 @@ import time
 import pytest
 
 from grader import jail
-from grading_fixtures import isolation  # noqa: F401 (fixture: skips, or fails in CI, where the jail cannot start)
 
 LIMITS = jail.Limits(timeout_s=30, memory_mb=1024, processes=64)
 SEE = '''
@@ -50,7 +49,7 @@ def run(code, *args, tmp_path, limits=LIMITS, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def seen(tmp_path_factory, isolation):  # noqa: F811
+def seen(tmp_path_factory, isolation):
     """What a jailed Python reports about itself, with a secret in our environment and a listener on loopback."""
     tmp = tmp_path_factory.mktemp("jail")   # below /tmp, like a clone or a venv there: must still be shown
     (tmp / "shown").mkdir()
@@ -109,7 +108,7 @@ def test_sees_only_what_it_is_shown(seen):
     assert set(seen["root"]) <= system | python, seen["root"]   # no home, no /srv, no /var, no course
 
 
-def test_wall_clock_kills_everything(isolation):  # noqa: F811
+def test_wall_clock_kills_everything(isolation):
     """Is a process that sleeps forever, and the child it forked, killed at the wall-clock limit?"""
     start = time.perf_counter()
     code = "import os, time\nif os.fork() == 0:\n    time.sleep(1000)\ntime.sleep(1000)\n"
@@ -117,7 +116,7 @@ def test_wall_clock_kills_everything(isolation):  # noqa: F811
     assert time.perf_counter() - start < 15 and result.returncode != 0
 
 
-def test_fork_and_memory_are_bounded(isolation):  # noqa: F811
+def test_fork_and_memory_are_bounded(isolation):
     """Does a fork loop stop at the process limit, and an allocation loop at the memory limit?"""
     code = ("import os, time\nchildren = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
             "            time.sleep(5); os._exit(0)\n        children += 1\nexcept OSError:\n    pass\n"

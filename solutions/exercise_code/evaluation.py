@@ -1,0 +1,91 @@
+"""
+The score of the exercise: 1 / (2 * MSE) over all keypoint coordinates, in unit
+coordinates ((pixel - 48) / 48). A score of 100 (MSE 0.005) passes.
+
+keypoint_score is the one scoring function: evaluate_model, the notebooks, the
+student tests and the grader all call it.
+"""
+from contextlib import contextmanager
+
+import torch
+from torch.utils.data import DataLoader
+
+from .keypoints import as_keypoint_array
+
+
+def keypoint_score(predicted, target):
+    """
+    Score predictions against targets.
+
+    Inputs:
+    - predicted: Tensor of shape (N, 30) or (N, 15, 2), unit coordinates
+    - target: Tensor of shape (N, 30) or (N, 15, 2), unit coordinates
+
+    Returns:
+    - score: Float, 1 / (2 * mean squared error); inf for a perfect prediction
+    """
+    predicted = as_keypoint_array(predicted).to(torch.float64)
+    target = as_keypoint_array(target).to(torch.float64)
+    if predicted.shape != target.shape:
+        raise ValueError(f"{len(predicted)} predictions for {len(target)} targets")
+    if len(target) == 0:
+        raise ValueError("Nothing to score: there are no targets")
+    if not torch.isfinite(predicted).all():
+        raise ValueError("The predictions contain NaN or infinity")
+    mse = torch.mean((predicted - target) ** 2).item()
+    return 1.0 / (2.0 * mse) if mse > 0 else float("inf")
+
+
+@contextmanager
+def evaluating(model):
+    """Put every module of model in eval mode, and back in its own mode afterwards."""
+    modes = {module: module.training for module in model.modules()}
+    model.eval()  # dropout off, batchnorm on its running statistics
+    try:
+        yield model
+    finally:
+        for module, training in modes.items():
+            module.train(training)
+
+
+def _forward(model, images):
+    """Model outputs for images (B, 1, 96, 96), as a float32 CPU tensor (B, 15, 2)."""
+    device = next(model.parameters(), torch.empty(0)).device
+    return as_keypoint_array(model(images.to(device))).float().cpu()
+
+
+def predict(model, images, batch_size=64):
+    """
+    Run a model over images in batches, in eval mode, without tracking gradients.
+
+    Inputs:
+    - model: Module mapping (B, 1, 96, 96) to (B, 30) or (B, 15, 2)
+    - images: Tensor of shape (N, 1, 96, 96)
+
+    Returns:
+    - predictions: float32 CPU tensor of shape (N, 15, 2)
+    """
+    with evaluating(model), torch.inference_mode():
+        return torch.cat([_forward(model, batch) for batch in images.split(batch_size)])
+
+
+def evaluate_model(model, dataset, batch_size=64):
+    """
+    Score a model on a dataset of faces.
+
+    Inputs:
+    - model: Module mapping (B, 1, 96, 96) to (B, 30) or (B, 15, 2), unit coordinates
+    - dataset: Dataset of samples {"image": (1, 96, 96), "keypoints": (15, 2)}
+    - batch_size: Images per forward pass
+
+    Returns:
+    - score: Float, 1 / (2 * MSE); the model's train/eval mode is left unchanged
+    """
+    predictions, targets = [], []
+    with evaluating(model), torch.inference_mode():
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            predictions.append(_forward(model, batch["image"]))
+            targets.append(batch["keypoints"])
+    if not targets:
+        raise ValueError("The dataset is empty")
+    return keypoint_score(torch.cat(predictions), torch.cat(targets))
