@@ -1,6 +1,7 @@
 # The two commands of the pack (see README.md):
 #   make demo   set up .venv, then run the main job end to end
 #   make test   set up .venv, then run the tests
+#   make test-fast   the edit loop: every test but the slow ones (a few minutes)
 # Data sources can be overridden: make demo FACIAL_KEYPOINTS_SOURCE=https://.../facial_keypoints.zip
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ export FACIAL_KEYPOINTS_SOURCE ?= ../shared/datasets/facial_keypoints.zip
 export FACIAL_KEYPOINTS_TEST_SOURCE ?= ../shared/datasets/facial_keypoints_test.zip
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test setup jail-deps clean
+.PHONY: demo test test-fast setup jail-deps clean
 
 demo: setup
 	$(PY) solutions/end_to_end.py $(DEMO_ARGS)
@@ -19,6 +20,9 @@ demo: setup
 # and with it the student copy of exercise_code/ instead of the installed, solved one.
 test: setup
 	$(VENV)/bin/pytest
+
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow"
 
 setup: jail-deps $(VENV)/.installed
 
@@ -32,10 +36,10 @@ ifneq ($(strip $(JAIL_MISSING)),)
 endif
 endif
 
-# torch goes in first, pinned: an unpinned torch would pull gigabytes of CUDA packages.
+# torch goes in first, at its pin in constraints.txt: an unpinned torch would pull gigabytes of CUDA packages.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet torch -c constraints.txt
 	$(PY) -m pip install --quiet -e ".[dev]" -c constraints.txt
 	$(PY) -m grader.kernel_jail install
 	touch $@

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from grader import release
 from grader.release import REPO_ROOT, SOLUTION_NOTEBOOKS, SOLUTION_PACKAGE
 
 # Where the course's data zips are: ../shared beside the repo unless set otherwise.
@@ -92,6 +93,12 @@ def make_csv(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def student_files():
+    """{path: text} of every student file as the solutions generate it (nbgrader runs once per session)."""
+    return release.student_versions()
 
 
 @pytest.fixture(scope="session")

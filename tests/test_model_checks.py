@@ -78,8 +78,19 @@ def test_missing_file_is_a_fail_line(tmp_path, capsys):
 
 def test_student_stub_reports_not_implemented():
     """With the untouched student KeypointModel, is the student told what to implement, no traceback?"""
-    code = ("from exercise_code.networks import KeypointModel\n"
-            "try:\n    KeypointModel({})\nexcept NotImplementedError:\n    print('init not implemented')\n")
+    code = ("import torch\n"
+            "from exercise_code.checks.model_checks import test_keypoint_model\n"
+            "from exercise_code.networks import KeypointModel\n"
+            "try:\n    KeypointModel({})\nexcept NotImplementedError:\n    print('init not implemented')\n"
+            "class ForwardStub(KeypointModel):   # __init__ written, forward still the stub\n"
+            "    def __init__(self):\n"
+            "        torch.nn.Module.__init__(self)\n"
+            "        self.layer = torch.nn.Linear(2, 2)\n"
+            "print(test_keypoint_model(ForwardStub()))\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
                             env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
-    assert result.stdout.strip() == "init not implemented", result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "init not implemented", result.stderr
+    assert lines.count("NOT IMPLEMENTED: forward in exercise_code/networks/keypoint_nn.py") == 2, lines
+    assert lines[-2:] == ["Tests passed: 1/3", "(1, 3)"], lines   # only the parameter count passes
+    assert "Traceback" not in result.stdout + result.stderr

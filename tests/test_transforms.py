@@ -108,8 +108,12 @@ def test_transforms_do_not_change_their_input(face):
     """Do all transforms return new tensors and leave the input sample as it was?"""
     before = {key: value.clone() for key, value in face.items()}
     g = torch.Generator().manual_seed(1)
-    for transform in (always_flip(), RandomAffine(generator=g), RandomBrightnessContrast(generator=g)):
+    # The no-op paths too: a flip that does not happen, an affine that finds no draw
+    # keeping the keypoints inside (max_tries=0), and an empty Compose.
+    for transform in (always_flip(), RandomHorizontalFlip(p=0.0), RandomAffine(generator=g),
+                      RandomAffine(max_tries=0), RandomBrightnessContrast(generator=g), Compose([])):
         out = transform(face)
+        assert out is not face, transform
         out["image"].add_(1)
         out["keypoints"].add_(1)
         assert all(torch.equal(face[key], before[key]) for key in face)

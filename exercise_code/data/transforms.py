@@ -24,6 +24,11 @@ from .keypoint_geometry import (
 )
 
 
+def _copy(sample):
+    """A new sample with the same values: what a transform returns when it changes nothing."""
+    return {"image": sample["image"].clone(), "keypoints": sample["keypoints"].clone()}
+
+
 def _uniform(low, high, generator):
     """One float drawn uniformly from [low, high)."""
     return low + (high - low) * torch.rand((), generator=generator).item()
@@ -36,6 +41,7 @@ class Compose:
         self.transforms = list(transforms)
 
     def __call__(self, sample):
+        sample = _copy(sample)   # a new sample even when there is nothing to apply
         for transform in self.transforms:
             sample = transform(sample)
         return sample
@@ -52,7 +58,7 @@ class RandomHorizontalFlip:
 
     def __call__(self, sample):
         if torch.rand((), generator=self.generator).item() >= self.p:
-            return sample
+            return _copy(sample)
         image = sample["image"]
         return {"image": flip_image_horizontal(image),
                 "keypoints": flip_keypoints_horizontal(sample["keypoints"], image.shape[-1])}
@@ -90,7 +96,7 @@ class RandomAffine:
             inside = ((moved >= -0.5) & (moved <= torch.tensor([width - 0.5, height - 0.5]))).all()
             if inside:
                 return {"image": warp_image(image, matrix), "keypoints": moved}
-        return sample
+        return _copy(sample)
 
     def __repr__(self):
         return (f"RandomAffine(degrees={self.degrees}, scale={self.scale}, "
