@@ -103,12 +103,13 @@ def reference_loss(model, images, keypoints):
     MSE on the keypoints plus RECIPE["heatmap_weight"] times the JS divergence
     between each heatmap and a Gaussian around its true keypoint.
 
-    Inputs and Returns: as mse_loss; the model must be a reference KeypointModel
-    in training mode (it keeps its last heatmaps in model.last_heatmaps).
+    Inputs and Returns: as mse_loss; the model must be a reference KeypointModel,
+    whose forward_with_heatmaps returns its keypoints and the maps they were read from.
     """
-    loss = mse_loss(model, images, keypoints)
-    targets = gaussian_heatmaps(keypoints, model.centres, RECIPE["heatmap_sigma"])
-    return loss + RECIPE["heatmap_weight"] * js_divergence(model.last_heatmaps, targets).mean()
+    predicted, heatmaps = model.forward_with_heatmaps(images)   # (B, 30), (B, 15, S, S)
+    loss = F.mse_loss(predicted.view(-1, NUM_KEYPOINTS, 2), keypoints)
+    targets = gaussian_heatmaps(keypoints, model.centres, RECIPE["heatmap_sigma"])  # (B, 15, S, S)
+    return loss + RECIPE["heatmap_weight"] * js_divergence(heatmaps, targets).mean()
 
 
 def moving_average(decay):

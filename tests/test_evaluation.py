@@ -64,6 +64,36 @@ def test_flat_and_shaped_outputs_score_the_same(val_set):
     assert evaluate_model(shaped, val_set) == evaluate_model(flat, val_set)
 
 
+class ViewFlattenCNN(nn.Module):
+    """typical_student_cnn with x.view(N, -1) instead of nn.Flatten, as many students write it."""
+
+    def __init__(self, cnn):
+        super().__init__()
+        self.features, self.head = cnn[:12], cnn[13:]
+
+    def forward(self, x):
+        features = self.features(x)                                  # (N, 128, 6, 6)
+        return self.head(features.view(features.size(0), -1))       # needs a contiguous map
+
+
+def test_view_on_a_feature_map_is_scored_like_flatten(val_set):
+    """Is a model that .view()s its feature map (impossible channels-last) scored, and like its nn.Flatten twin?"""
+    torch.manual_seed(0)
+    cnn = typical_student_cnn()
+    subset = torch.utils.data.Subset(val_set, range(80))             # two batches: the fallback holds for both
+    assert evaluate_model(ViewFlattenCNN(cnn), subset) == pytest.approx(evaluate_model(cnn, subset), rel=1e-6)
+    images = torch.rand(3, 1, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(predict(ViewFlattenCNN(cnn), images).flatten(1), cnn(images), atol=1e-6)
+
+
+def test_errors_of_the_model_are_raised():
+    """Is a model's own error raised, not hidden by the retry in the usual layout?"""
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        evaluate_model(nn.Sequential(nn.Flatten(), nn.Linear(3, 30)), [{"image": torch.zeros(1, 96, 96),
+                                                                        "keypoints": torch.zeros(15, 2)}])
+
+
 def test_empty_dataset():
     """Is an empty dataset an error instead of a division by zero?"""
     with pytest.raises(ValueError, match="empty"):

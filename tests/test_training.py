@@ -48,6 +48,22 @@ def test_fit_is_deterministic(val_set):
     assert torch.equal(weights[0], weights[1])
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_forward_with_heatmaps_returns_what_the_loss_needs(mode):
+    """Does forward_with_heatmaps return forward's keypoints and maps that sum to 1, with nothing kept on the model?"""
+    torch.manual_seed(0)
+    model = getattr(train_reference.KeypointModel({"channels": [4, 8, 8, 8], "stem": 4}), mode)()
+    images = torch.rand(3, 1, 96, 96)
+    with torch.no_grad():                                        # no grad: BatchNorm's statistics still move in train mode
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        keypoints, heatmaps = model.forward_with_heatmaps(images)
+        model.load_state_dict(state)                             # the same running statistics for forward
+        assert torch.equal(model(images), keypoints)            # (3, 30): one code path
+    assert heatmaps.shape == (3, 15, 24, 24)
+    assert torch.allclose(heatmaps.sum((-2, -1)), torch.ones(3, 15))
+    assert not any(isinstance(v, torch.Tensor) and v.shape == heatmaps.shape for v in vars(model).values())
+
+
 def test_gaussian_heatmaps_peak_at_the_keypoint():
     """Does each target map sum to 1 and peak in the grid cell that holds its keypoint?"""
     centres = torch.linspace(-0.9, 0.9, 10)                    # 10 cells, 0.2 apart

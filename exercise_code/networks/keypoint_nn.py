@@ -52,3 +52,25 @@ class KeypointModel(nn.Module):
         # YOUR CODE HERE
         raise NotImplementedError()
         return out
+
+    def forward_with_heatmaps(self, x):
+        """
+        Optional, for a model that reads its keypoints from heatmaps: forward, and
+        also the heatmaps, for a training loss that shapes the maps too (as the
+        course's reference model does).
+        The grader and evaluate_model only call forward; a model without
+        heatmaps can leave this as it is.
+
+        Inputs:
+        - x: Images of shape (N, 1, 96, 96)
+
+        Returns a tuple of:
+        - out: Tensor of shape (N, 30), as forward returns
+        - heatmaps: Tensor of shape (N, 15, H, W), each map a softmax that sums to 1
+        """
+        out, heatmaps = None, None
+        # TODO (optional): Run x through your layers; store the (N, 30) keypoints
+        # in `out` and the (N, 15, H, W) maps they were read from in `heatmaps`.
+        # YOUR CODE HERE
+        raise NotImplementedError()
+        return out, heatmaps

@@ -68,7 +68,6 @@ class KeypointModel(nn.Module):
         stride = IMAGE_SIZE / side
         centres = (torch.arange(side) * stride + (stride - 1) / 2 - IMAGE_SIZE / 2) / (IMAGE_SIZE / 2)
         self.register_buffer("centres", centres, persistent=False)  # (side,)
-        self.last_heatmaps = None  # (N, 15, side, side) softmax maps of the last training batch
 
         # Test-time flip averaging: the keypoint each keypoint becomes in a mirror image.
         self.mirror = list(range(NUM_KEYPOINTS))
@@ -90,7 +89,30 @@ class KeypointModel(nn.Module):
         out = None
         # TODO: Run x through your layers; store the (N, 30) result in `out`.
         ### BEGIN SOLUTION
-        def predict(images):  # (N, 1, 96, 96) -> (N, 15, 2), one pass
+        out, _ = self.forward_with_heatmaps(x)                    # (N, 30)
+        ### END SOLUTION
+        return out
+
+    def forward_with_heatmaps(self, x):
+        """
+        Optional, for a model that reads its keypoints from heatmaps: forward, and
+        also the heatmaps, for a training loss that shapes the maps too (as the
+        course's reference model does).
+        The grader and evaluate_model only call forward; a model without
+        heatmaps can leave this as it is.
+
+        Inputs:
+        - x: Images of shape (N, 1, 96, 96)
+
+        Returns a tuple of:
+        - out: Tensor of shape (N, 30), as forward returns
+        - heatmaps: Tensor of shape (N, 15, H, W), each map a softmax that sums to 1
+        """
+        out, heatmaps = None, None
+        # TODO (optional): Run x through your layers; store the (N, 30) keypoints
+        # in `out` and the (N, 15, H, W) maps they were read from in `heatmaps`.
+        ### BEGIN SOLUTION
+        def predict(images):  # (N, 1, 96, 96) -> (N, 15, 2), (N, 15, S, S): one pass
             levels = [self.stem(images)]                       # (N, C0, 48, 48)
             for down in self.down:
                 levels.append(down(levels[-1]))                # ..., (N, C3, 6, 6)
@@ -100,19 +122,18 @@ class KeypointModel(nn.Module):
             logits = self.heatmap(features)                    # (N, 15, S, S)
             n, k, side, _ = logits.shape
             heatmaps = logits.flatten(2).softmax(-1).view(n, k, side, side)
-            if self.training:
-                self.last_heatmaps = heatmaps  # the reference's training loss also shapes the maps
             x_coord = (heatmaps.sum(2) * self.centres).sum(-1)  # expected column: (N, 15)
             y_coord = (heatmaps.sum(3) * self.centres).sum(-1)  # expected row: (N, 15)
-            return torch.stack([x_coord, y_coord], dim=-1)
+            return torch.stack([x_coord, y_coord], dim=-1), heatmaps
 
-        out = predict(x)                                          # (N, 15, 2)
+        out, heatmaps = predict(x)                                # (N, 15, 2), (N, 15, S, S)
         if self.flip_test and not self.training:
             # Also look at the mirrored face, mirror the answer back, and average:
             # x -> 95 - x in pixels is u -> -u - 1/48 in unit coordinates.
-            mirrored = predict(x.flip(-1))[:, self.mirror]        # (N, 15, 2)
+            # The heatmaps stay those of the faces as given.
+            mirrored = predict(x.flip(-1))[0][:, self.mirror]     # (N, 15, 2)
             mirrored[..., 0] = -mirrored[..., 0] - 1 / 48
             out = (out + mirrored) / 2
         out = out.reshape(-1, 2 * NUM_KEYPOINTS)                  # (N, 30)
         ### END SOLUTION
-        return out
+        return out, heatmaps
