@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch -c constraints.txt
 	$(PY) -m pip install --quiet -e ".[dev]" -c constraints.txt
-	$(PY) -m grader.kernel_jail install
+	$(PY) -P -m grader.kernel_jail install   # -P: not the student copy of exercise_code in this folder
 	touch $@
 
 clean:

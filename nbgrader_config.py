@@ -9,15 +9,17 @@ The nbgrader course of this pack. Run every nbgrader command from the repo root.
 
 course/ is git-ignored: it holds your students' work. The README's instructors'
 section walks a whole term. Every setting here is there for a reason found by
-running nbgrader 0.9.6; the comments say which.
+running nbgrader 0.9.6; the comments say which. Loading this file changes nothing:
+no folder is made, no sys.path edited (the pack is installed), and nothing depends
+on which command started nbgrader.
 """
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # nbgrader imports the plugins below from grader/
+from nbgrader.converters import GenerateAssignment
 
-from grader.nbgrader_plugins import SUBMISSION_FILE_REGEXP  # noqa: E402
+from grader.nbgrader_plugins import SUBMISSION_FILE_REGEXP
+
+HERE = Path(__file__).resolve().parent
 
 c = get_config()  # noqa: F821 (nbgrader's config loader provides it)
 
@@ -29,14 +31,28 @@ c.CourseDirectory.release_directory = "course/release"
 c.CourseDirectory.submitted_directory = "course/submitted"
 c.CourseDirectory.autograded_directory = "course/autograded"
 c.CourseDirectory.feedback_directory = "course/feedback"
-(HERE / "course").mkdir(exist_ok=True)  # sqlite creates the gradebook, not its folder
 c.CourseDirectory.db_url = f"sqlite:///{HERE / 'course' / 'gradebook.db'}"
 c.ZipCollectApp.downloaded_directory = "course/downloaded"
+
+
+def make_course_folder(**_):
+    """sqlite creates the gradebook, not its folder: nbgrader calls this before it converts
+    (and so before it opens the gradebook). On a fresh clone, generate_assignment is the
+    first command, from the command line or the formgrader; `nbgrader db ...` or the
+    formgrader's lists before it find no course/ yet (mkdir course)."""
+    (HERE / "course").mkdir(exist_ok=True)
+
+
+c.BaseConverter.pre_convert_hook = make_course_folder
 # generate_assignment copies every other file of the source folder into the release: an
-# instructor's model (validating a source notebook writes one) must not be released. Only
-# for that command: with `models` in the ignore list autograde would drop each student's model.
-if sys.argv[1:2] == ["generate_assignment"]:
-    c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "models"]
+# instructor's model (validating a source notebook writes one) must not be released.
+# CourseDirectory.ignore cannot say so, as autograde would then drop each student's model;
+# WithholdFromRelease is a step of the generate pipeline, whatever starts it (the command
+# line, the formgrader, nbgrader's API).
+c.GenerateAssignment.preprocessors = [
+    "grader.nbgrader_plugins.WithholdFromRelease",
+    *GenerateAssignment.class_traits()["preprocessors"].default(),   # nbgrader's own, in its order
+]
 
 # --- Collecting: create_submission_zip(student_id) writes <student_id>_exercise_09.zip holding
 # exercise_09/*.ipynb, exercise_code/**/*.py and models/keypoint_model.pt. The regexp maps

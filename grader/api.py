@@ -17,22 +17,19 @@ import shutil
 import sys
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from exercise_code.util.cache import file_sha256
-from exercise_code.util.csv_reader import DataFormatError, read_keypoints_csv
-from exercise_code.keypoints import pixels_to_unit
-
 from .jail import DESCRIPTIONS, Limits
-from .parallel import run_isolated
-from .pipeline import Context, grade_submission, make_result
+from .pipeline import Context, grade_submission, grader_failed
 from .points import PointsRule
 from .results import read_result, write_gradebook, write_json_atomic
 from .sandbox import IsolationError, detect_isolation, exposed_paths
+from .trusted import DataFormatError, file_sha256, pixels_to_unit, read_keypoints_csv
 from .unpack import find_submission_root, holds_submission
 
 # The instructors' hidden test zip, by name: its SHA-256 (kept out of the student package).
@@ -54,7 +51,7 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
     - submissions: Paths: .zip files, unpacked submission folders, or folders of .zip files
     - test_data: The hidden test CSV, or a folder holding test.csv
     - out_dir: Folder for the results (created)
-    - jobs: Submissions graded at once, each in its own process (one CPU core each)
+    - jobs: Submissions graded at once, each by its own worker process (one CPU core each)
     - timeout_s: Wall-clock seconds for one submission's worker (start, import, load, predict)
     - memory_mb: Address-space limit of the worker, in MB
     - force: Grade again submissions that out_dir already holds a result for
@@ -66,15 +63,14 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
     - progress: Show a progress bar on stderr
 
     Returns:
-    - List of this batch's result dicts (those skipped as already graded included), in submission order
+    - List of this batch's results (those skipped as already graded included), in submission order,
+      each as the dict written to out_dir/<name>.json (results.Result.to_json())
 
     Raises GradingConfigError before grading anything if the run cannot start, the
     jail included: it never falls back to running student code unjailed.
     Bad submissions never raise: each gets a result with score 0 and a reason.
-
-    Submissions are graded in processes started by multiprocessing, which import
-    the caller's __main__ module again: a script that calls grade() must keep its
-    top-level code under `if __name__ == "__main__":` (or make it safe to rerun).
+    A bug of the grader on one submission becomes that submission's result (graded
+    again on the next run), and the batch goes on.
     """
     try:
         points = PointsRule(max_points, full_points_at, zero_points_at)
@@ -97,14 +93,17 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
     results, todo = {}, []
     for name, source in named:
         previous = None if force else read_result(out_dir / f"{name}.json")
-        if previous and previous["extra_data"].get("key") == key and not previous["extra_data"].get("grader_error"):
+        if previous and previous.extra.get("key") == key and not previous.extra.get("grader_error"):
             results[name] = previous
         else:
-            todo.append((name, (str(source), name)))
+            todo.append((name, source))
 
     if scratch_dir is not None:
         Path(scratch_dir).mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="grader-run-", dir=scratch_dir))
+    # Threads suffice: each submission's code runs in a worker process of its own, and the
+    # rest (unpacking, checks, scoring 1/(2*MSE) on small tensors) is quick.
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="grader")
     try:
         images = run_dir / "images.npy"
         np.save(images, data.images)                        # images only: the labels stay in this process
@@ -112,26 +111,25 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
         targets = pixels_to_unit(torch.from_numpy(data.keypoints)).numpy()   # (N, 15, 2), as the dataset
         context = Context(images=images, targets=targets, scratch=run_dir, limits=limits, isolation=isolation,
                           points=points, key=key)
-        bar = tqdm(total=len(todo), unit="submission", disable=not progress or not todo, file=sys.stderr)
 
-        def record(name, result):
-            write_json_atomic(out_dir / f"{name}.json", result)
-            results[name] = result
-            bar.update()
+        def grade_one(name, source):
+            try:
+                return grade_submission(source, name, context)
+            except Exception as error:   # a bug of ours outside the checks: this submission's result says so
+                return grader_failed(source, name, context, error)
 
-        def crashed(name, reason):
-            record(name, make_result(
-                name=name, source=dict(named)[name], context=context, passed={}, raw_score=None, timings={},
-                failure=(None, f"The grader itself failed on this submission ({reason}). This is not your fault: "
-                               "tell your instructor; it will be graded again."), grader_error=reason))
-
-        run_isolated(_grade_task, todo, jobs=jobs, on_result=record, on_crash=crashed,
-                     initializer=_set_context, initargs=(context,))
-        bar.close()
+        futures = {pool.submit(grade_one, name, source): name for name, source in todo}   # in order, with 1 job
+        with tqdm(total=len(todo), unit="submission", disable=not progress or not todo, file=sys.stderr) as bar:
+            for future in as_completed(futures):
+                name = futures[future]
+                results[name] = future.result()
+                write_json_atomic(out_dir / f"{name}.json", results[name])
+                bar.update()
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)   # interrupted: start no more, wait for those running
         shutil.rmtree(run_dir, ignore_errors=True)
     write_gradebook(out_dir)
-    return [results[name] for name, _ in named]
+    return [results[name].to_json() for name, _ in named]
 
 
 def find_submissions(paths):
@@ -215,17 +213,3 @@ def _keep_private(isolation, **paths):
             if path.is_relative_to(exposed.resolve()):
                 raise GradingConfigError(f"{path} ({what}) is inside {exposed}, which the worker can read. "
                                          "Move it elsewhere.")
-
-
-_CONTEXT = None
-
-
-def _set_context(context):
-    """In each grading process: the run's shared Context, received once."""
-    global _CONTEXT
-    _CONTEXT = context
-    torch.set_num_threads(1)   # scoring is tiny; the cores belong to the workers
-
-
-def _grade_task(source, name):
-    return grade_submission(source, name, _CONTEXT)

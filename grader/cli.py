@@ -1,32 +1,61 @@
 """
-The command line: a thin layer over grader.api.grade and results.merge_results,
-whose defaults it reads from the functions themselves.
+The pack's one command. Each verb is a thin layer over an API function, whose
+defaults it reads from the function itself:
 
-    python -m grader SUBMISSION... --test-data PATH --out DIR [--jobs N] [--timeout S] [--force]
-    python -m grader.merge RESULTS_DIR... --out DIR
+    python -m grader grade SUBMISSION... --test-data PATH --out DIR [--jobs N] [--timeout S] [--force]
+    python -m grader merge RESULTS_DIR... --out DIR [--force]
+    python -m grader release [--check]
+    python -m grader bundle [--out ZIP]
 
-Exit status: 0 when the batch ran, whatever the submissions scored; 2 for a
-usage or configuration error (nothing was graded; the message says what to fix).
+grade and merge are grader.api.grade and grader.results.merge_results; release is
+grader.release.write_student_files (or drifted_files, with --check); bundle is
+grader.bundle.build_bundle. Without a verb, `python -m grader SUBMISSION...` grades.
+
+Exit status: 0 when the verb did its work (a graded batch, whatever the submissions
+scored); 1 when release --check finds drifted files or the bundle cannot be built;
+2 for a usage or configuration error (nothing was done; the message says what to fix).
 """
 import argparse
 import sys
 import textwrap
 import time
 import warnings
+from collections import Counter
+from pathlib import Path
 
+from . import bundle, release
 from .api import GradingConfigError, grade
-from .results import MergeError, failed_check, merge_results
 from .jail import ISOLATIONS
+from .results import MergeError, failed_check, merge_results
 
 SHOWN_ROWS = 20   # rows of the batch printed; the full table is in grades.csv
 
 
 def main(argv=None):
-    defaults = grade.__kwdefaults__
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] not in VERBS and not argv[0].startswith("-"):
+        argv = ["grade", *argv]   # no verb: grading is what `python -m grader` did before it had verbs
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+def build_parser():
     parser = argparse.ArgumentParser(
-        prog="python -m grader", description="Grade facial keypoint submissions on the hidden test split.",
+        prog="python -m grader", description="Grade facial keypoint submissions; generate and bundle the student "
+                                             "release. `python -m grader VERB --help` describes each verb.")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for add_verb in VERBS.values():
+        add_verb(verbs)
+    return parser
+
+
+def add_grade(verbs):
+    defaults = grade.__kwdefaults__
+    parser = verbs.add_parser(
+        "grade", help="grade submissions on the hidden test split",
+        description="Grade facial keypoint submissions on the hidden test split.",
         epilog="Results: DIR/<name>.json per submission (Gradescope's results.json shape), DIR/grades.csv and "
-               "DIR/leaderboard.md. Merge the folders of several machines with: python -m grader.merge")
+               "DIR/leaderboard.md. Merge the folders of several machines with: python -m grader merge")
     parser.add_argument("submissions", nargs="+", metavar="SUBMISSION",
                         help=".zip files, unpacked submission folders, or folders of .zip files")
     parser.add_argument("--test-data", required=True, metavar="PATH",
@@ -38,7 +67,8 @@ def main(argv=None):
                         help="seconds one submission's code may run in all (default %(default)s)")
     parser.add_argument("--memory-mb", type=int, default=defaults["memory_mb"], metavar="MB",
                         help="memory (address space) one submission's code may use (default %(default)s)")
-    parser.add_argument("--force", action="store_true", help="grade again submissions already graded in DIR")
+    parser.add_argument("--force", action="store_true", default=defaults["force"],
+                        help="grade again submissions already graded in DIR")
     parser.add_argument("--max-points", type=float, default=defaults["max_points"],
                         help="points for a full score (default %(default)s)")
     parser.add_argument("--full-points-at", type=float, default=defaults["full_points_at"], metavar="SCORE",
@@ -52,8 +82,10 @@ def main(argv=None):
                         help="how the submissions' code is isolated (default %(default)s: bubblewrap; auto is the "
                              "same). The grader refuses to run if the jail cannot start; 'none' runs student code "
                              "unjailed, where it could read the hidden test file: only ever by name")
-    args = parser.parse_args(argv)
+    parser.set_defaults(run=run_grade)
 
+
+def run_grade(args):
     start = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -72,15 +104,20 @@ def main(argv=None):
     return 0
 
 
-def merge_main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m grader.merge",
+def add_merge(verbs):
+    defaults = merge_results.__kwdefaults__
+    parser = verbs.add_parser(
+        "merge", help="merge the result folders of several grading runs into one gradebook",
         description="Merge the result folders of several grading runs (machines) into one gradebook.")
-    parser.add_argument("result_dirs", nargs="+", metavar="RESULTS_DIR", help="folders written by python -m grader")
+    parser.add_argument("result_dirs", nargs="+", metavar="RESULTS_DIR",
+                        help="folders written by python -m grader grade")
     parser.add_argument("--out", required=True, metavar="DIR", help="the merged folder (created)")
-    parser.add_argument("--force", action="store_true",
+    parser.add_argument("--force", action="store_true", default=defaults["force"],
                         help="if two folders disagree on a submission, keep the result graded last")
-    args = parser.parse_args(argv)
+    parser.set_defaults(run=run_merge)
+
+
+def run_merge(args):
     try:
         results = merge_results(result_dirs=args.result_dirs, out_dir=args.out, force=args.force)
     except MergeError as error:
@@ -89,6 +126,63 @@ def merge_main(argv=None):
     scored = sum(r["extra_data"]["raw_score"] is not None for r in results)
     print(f"Merged {len(results)} results ({scored} scored) into {args.out}: grades.csv, leaderboard.md")
     return 0
+
+
+def add_release(verbs):
+    parser = verbs.add_parser(
+        "release", help="regenerate the student files from solutions/ (or, with --check, test them)",
+        description="Regenerate the student files, exercise_code/ and exercise_09/, from solutions/: "
+                    "solution regions stubbed, notebooks through nbgrader generate_assignment.")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if a student file differs from what solutions/ generates")
+    parser.set_defaults(run=run_release)
+
+
+def run_release(args):
+    if not args.check:
+        changed = release.write_student_files()
+        print("\n".join(f"wrote {p.relative_to(release.REPO_ROOT)}" for p in changed) or "up to date")
+        return 0
+    drifted = release.drifted_files()
+    for path in drifted:
+        print(f"{path.relative_to(release.REPO_ROOT)} differs from what its solution generates")
+    if drifted:
+        print("Edit its source under solutions/, then run: python -m grader release")
+        return 1
+    print("exercise_code/ and exercise_09/ are up to date with solutions/")
+    return 0
+
+
+def add_bundle(verbs):
+    defaults = bundle.build_bundle.__kwdefaults__
+    parser = verbs.add_parser(
+        "bundle", help="build the student release zip",
+        description="Build the zip you hand to students: the student notebooks and exercise_code/, a README, "
+                    "data instructions and requirements.txt. Refused while the student files have drifted.")
+    parser.add_argument("--out", type=Path, default=defaults["out"], metavar="ZIP",
+                        help="where to write the zip (default %(default)s)")
+    parser.set_defaults(run=run_bundle)
+
+
+def run_bundle(args):
+    try:
+        out, entries = bundle.build_bundle(out=args.out)
+    except bundle.BundleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    # Count the files of each folder under the top one ("" for the top folder's own files).
+    top = bundle.TOP_FOLDER
+    folders = Counter(name.split("/")[1] + "/" if name.count("/") > 1 else "" for name in entries)
+    for folder, count in sorted(folders.items()):
+        print(f"  {count:3d} {'file ' if count == 1 else 'files'}  {top}/{folder}")
+    first = f"{bundle.ASSIGNMENT}/{bundle.FIRST_NOTEBOOK}"
+    if f"{top}/{first}" not in entries:
+        print(f"warning: the README names {first}, which is not in the bundle", file=sys.stderr)
+    print(f"Wrote {out} ({out.stat().st_size / 1e3:.1f} kB, {len(entries)} files)")
+    return 0
+
+
+VERBS = {"grade": add_grade, "merge": add_merge, "release": add_release, "bundle": add_bundle}
 
 
 def _print_batch(results, out_dir, seconds):

@@ -42,9 +42,8 @@ from nbgrader.preprocessors import Execute
 from traitlets import Enum, Integer, Unicode
 from traitlets.config import Configurable
 
-from exercise_code.util.atomic_file import atomic_file
-
 from . import jail
+from .trusted import atomic_file
 
 KERNEL_NAME = "facial-keypoints-jail"       # the kernelspec's name
 PROVISIONER_NAME = "facial-keypoints-jail"  # the entry point's name (pyproject.toml)

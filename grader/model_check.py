@@ -2,7 +2,7 @@
 Steps 2 and 3: find the model file, check its size, read it as plain data and
 count its parameters and buffers, all before any student code runs. Each
 function is one check: it returns what the next one needs, or raises
-ModelCheckError naming it.
+CheckFailed naming it ("model_file", "plain_data" or "parameters").
 
 Only the instructor's own code runs here: the limits and the file reader of the
 trusted exercise_code package (never the submission's). read_model_file uses
@@ -11,20 +11,10 @@ object other than tensors and plain containers, so a payload never runs.
 """
 from pathlib import Path
 
-from exercise_code.util.limits import count_saved_parameters, file_size_problem, parameter_problem
-from exercise_code.util.model_files import ModelFileError, read_model_file
-from exercise_code.util.submission import MODEL_ENTRY
 
-HOW_TO_SAVE = ("Save your model with exercise_code.util.model_files.save_model(model) and build the zip "
-               "with create_submission_zip().")
-
-
-class ModelCheckError(ValueError):
-    """The model file is missing, too large, unreadable or too big a model; the message says why."""
-
-    def __init__(self, check, message):
-        super().__init__(message)
-        self.check = check   # which check failed: "model_file", "plain_data" or "parameters"
+from . import messages
+from .errors import CheckFailed
+from .trusted import count_saved_parameters, file_size_problem, MODEL_ENTRY, ModelFileError, parameter_problem, read_model_file
 
 
 def find_model_file(root):
@@ -40,11 +30,11 @@ def find_model_file(root):
     path = Path(root) / MODEL_ENTRY
     if not path.is_file():
         found = sorted(p.relative_to(root).as_posix() for p in Path(root).rglob("*.pt"))[:5]
-        hint = f" The .pt files in it: {', '.join(found)}." if found else ""
-        raise ModelCheckError("model_file", f"Your submission has no {MODEL_ENTRY}.{hint} {HOW_TO_SAVE}")
+        hint = messages.PT_FILES_FOUND.format(found=", ".join(found)) if found else ""
+        raise CheckFailed("model_file", messages.NO_MODEL_FILE.format(hint=hint))
     problem = file_size_problem(path)   # before loading: a huge file is refused unread
     if problem:
-        raise ModelCheckError("model_file", _for_student(problem, path))
+        raise CheckFailed("model_file", _for_student(problem, path))
     return path
 
 
@@ -58,10 +48,9 @@ def read_plain_model(path):
     try:
         saved = read_model_file(path)
     except ModelFileError as error:
-        raise ModelCheckError("plain_data", _for_student(str(error), path)) from None
+        raise CheckFailed("plain_data", _for_student(str(error), path)) from None
     if saved["class_name"] != "KeypointModel":
-        raise ModelCheckError("plain_data", f"{MODEL_ENTRY} holds a {saved['class_name']}, not a KeypointModel. "
-                                            f"The grader rebuilds exercise_code.networks.KeypointModel. {HOW_TO_SAVE}")
+        raise CheckFailed("plain_data", messages.NOT_A_KEYPOINT_MODEL.format(class_name=saved["class_name"]))
     return saved
 
 
@@ -79,7 +68,7 @@ def check_parameters(saved):
     count = count_saved_parameters(saved)
     problem = parameter_problem(count)
     if problem:
-        raise ModelCheckError("parameters", problem)
+        raise CheckFailed("parameters", problem)
     return count
 
 

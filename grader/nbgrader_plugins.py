@@ -1,6 +1,8 @@
 """
 The course's nbgrader plugins, wired up in nbgrader_config.py:
 
+- WithholdFromRelease: keeps an instructor's model out of what
+  `nbgrader generate_assignment` releases, however the generation is started
 - SUBMISSION_FILE_REGEXP: how `nbgrader zip_collect` reads the zips that
   create_submission_zip(student_id) writes
 - TrustedGrades and WriteTrustedGrades: the points of every autograded cell,
@@ -14,6 +16,7 @@ The kernels themselves run in the jail (grader/kernel_jail.py).
 import csv
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,17 +24,17 @@ from nbformat.v4 import new_output
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.plugins.export import CsvExportPlugin
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Integer, Unicode
+from traitlets import Integer, List, Unicode
 
-from exercise_code.util.cache import file_sha256
-from exercise_code.util.submission import ASSIGNMENT, MODEL_ENTRY
 
 from . import jail
+from .errors import CheckFailed
 from .kernel_jail import METADATA_KEY as METADATA
 from .kernel_jail import DATA_ENV, StudentCodeIsolation, stop_autograde
 from .results import write_text_atomic
+from .trusted import ASSIGNMENT, file_sha256, MODEL_ENTRY
 from .trusted_checks import CELLS, run_checks
-from .unpack import UnpackError, find_submission_root, unpack
+from .unpack import find_submission_root, unpack
 
 MODEL_SCORE_CELL = "model_score"
 TRUSTED_CELLS = {*CELLS, MODEL_SCORE_CELL}   # every autograded cell of the assignment
@@ -40,6 +43,37 @@ TRUSTED_CELLS = {*CELLS, MODEL_SCORE_CELL}   # every autograded cell of the assi
 # exercise_code/... and models/... keep their paths. Student ids may contain "_".
 SUBMISSION_FILE_REGEXP = rf".*/(?P<student_id>[^/]+)_{ASSIGNMENT}/(?:{ASSIGNMENT}/)?(?P<file_id>.+)"
 FAILED_ENAMES = {"CellTimeoutError", "DeadKernelError", "TimeoutError"}
+
+
+class WithholdFromRelease(NbGraderPreprocessor):
+    """
+    Keep paths of the source folder out of the release (a GenerateAssignment step).
+
+    generate_assignment copies every file beside the source notebooks into the
+    release, and validating a source notebook writes an instructor's model there
+    (models/keypoint_model.pt), which must never be handed out. CourseDirectory.ignore
+    cannot say so: autograde and zip_collect copy with the same list, and would drop
+    each student's model. As a step of the GenerateAssignment pipeline, this applies
+    however generation starts: `nbgrader generate_assignment`, the formgrader, or
+    nbgrader's Python API. It runs after nbgrader has copied the files and before the
+    first notebook is written; if it fails, nbgrader removes the whole release.
+    """
+
+    paths = List(Unicode(), [Path(MODEL_ENTRY).parts[0]],
+                 help="Files or folders, relative to the assignment's source folder, that are never "
+                      "released").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        coursedir = CourseDirectory(config=self.config)   # nbgrader runs this in the course root
+        student, assignment = resources["nbgrader"]["student"], resources["nbgrader"]["assignment"]
+        release = Path(coursedir.format_path(coursedir.release_directory, student, assignment))
+        for name in self.paths:
+            path = release / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+        return nb, resources
 
 
 class TrustedGrades(NbGraderPreprocessor):
@@ -88,7 +122,7 @@ class TrustedGrades(NbGraderPreprocessor):
             record = {"isolation": isolation, "model_sha256": None, "grades": {}}
             try:
                 unpack(submitted, copy)
-            except UnpackError as error:
+            except CheckFailed as error:
                 record["grades"] = {cell: (0.0, f"Not graded: {error}\n") for cell in cells}
             else:
                 record["model_sha256"] = _sha256(find_submission_root(copy) / MODEL_ENTRY)

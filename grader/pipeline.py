@@ -1,67 +1,45 @@
 """
-Grading one submission: a pipeline of small steps, one module each.
+Grading one submission: grade_submission owns the boundary, and STEPS are its checks.
 
-    unpack -> find_model_file -> read_plain_model -> check_parameters -> run_worker -> check_predictions -> score
-    (unpack)  (model_check ............................................)  (sandbox)    (here)    (evaluation)
+    unpack -> model_file -> plain_data -> parameters -> code -> predictions -> score
+    (unpack)  (model_check ...................)       (sandbox, worker)     (evaluation)
 
-Every failure becomes a result: a step raises an error naming the check that
-failed, with a message that tells the student what went wrong and how to fix
-it, and grade_submission turns it into that check's row (score 0). An error of
-the grader itself (not the student's fault) becomes a row that says so and is
-regraded on the next run.
+The steps run in order. Each returns what the student reads when it passes, or
+raises CheckFailed with what went wrong and how to fix it; the submission then
+scores 0 and the later checks say they did not run. Any other exception is the
+grader's own fault: the result says so and is graded again on the next run.
 
-This module runs in the grader's own processes with the instructor's trusted
-exercise_code. The submission's code only ever runs in the worker.
+This module runs in the grader's process with the instructor's trusted
+exercise_code. The submission's code only ever runs in the worker, in the jail,
+and only JSON comes back; the labels never leave this process.
 """
 import datetime
-import math
 import shutil
 import tempfile
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from exercise_code.evaluation import keypoint_score
-from exercise_code.util.limits import MAX_FILE_BYTES, MAX_PARAMETERS
-from exercise_code.util.submission import MODEL_ENTRY
 
-from .model_check import ModelCheckError, check_parameters, find_model_file, read_plain_model
-from .points import PointsRule
-from .results import build_result
+from . import messages
+from .errors import CheckFailed, GraderError
 from .jail import DESCRIPTIONS, Limits
-from .sandbox import run_worker
-from .unpack import UnpackError, find_submission_root, unpack
+from .messages import TITLES
+from .model_check import check_parameters, find_model_file, read_plain_model
+from .points import PointsRule
+from .results import Result, Row
+from .sandbox import WorkerRun, run_worker
+from .trusted import keypoint_score
+from .unpack import find_submission_root, unpack
+from .worker_output import failure_message, predictions_tensor, stderr_note, stopped_at, worker_timings
 
-CHECKS = {
-    "unpack": "The submission unpacks safely",
-    "model_file": f"{MODEL_ENTRY} is there and under {MAX_FILE_BYTES / 1e6:.0f} MB",
-    "plain_data": "The model file holds plain weights (it loads without running code)",
-    "parameters": f"The model has fewer than {MAX_PARAMETERS:,} parameters, counting buffers",
-    "code": "Your exercise_code builds KeypointModel(hparams) and loads the weights",
-    "predictions": "Predictions for every test image: in time, in memory, of the right shape, finite",
-    "score": "Score on the hidden test set",
-}
-CODE_STAGES = {"import": "importing your exercise_code", "model_file": "reading your model file",
-               "build": "building KeypointModel(hparams)", "load": "loading your weights into the model"}
-OUTPUT_CHARS = 3000   # of stderr shown to the student
-WORKER_TIMINGS = ("startup_s", "import_code_s", "load_s", "predict_s")
-
-
-class CheckFailed(Exception):
-    """A check failed; the message is for the student."""
-
-    def __init__(self, check, message):
-        super().__init__(message)
-        self.check = check
-
-
-class GraderError(RuntimeError):
-    """The grader could not grade this submission, through no fault of the student."""
+TRACEBACK_CHARS = 3000   # of our own traceback kept for the instructors
 
 
 @dataclass(frozen=True)
@@ -85,9 +63,33 @@ class Context:
     key: str
 
 
+@dataclass
+class Submission:
+    """What the steps learn about one submission, each from the one before."""
+    source: Path
+    context: Context
+    scratch: Path | None = None        # this submission's own folder, removed at the end
+    root: Path | None = None           # the unpacked submission (holding models/ and exercise_code/)
+    model_file: Path | None = None
+    saved: dict | None = None          # the model file's plain contents
+    run: WorkerRun | None = None
+    predictions: torch.Tensor | None = None   # (N, 30) or (N, 15, 2), finite
+    raw_score: float | None = None
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One check: step.run(submission) returns the student's text when it passes, or raises CheckFailed."""
+    name: str
+    title: str
+    run: Callable
+    timing: str | None = None    # the key of timings its seconds add to
+
+
 def grade_submission(source, name, context):
     """
-    Grade one submission.
+    Grade one submission: run STEPS in order, until one fails.
 
     Inputs:
     - source: Path of a .zip or of an unpacked submission folder
@@ -95,199 +97,156 @@ def grade_submission(source, name, context):
     - context: Context
 
     Returns:
-    - The result dict (see results.build_result); never raises for a bad submission
+    - Result; never raises for a bad submission
     """
-    start, timings, passed = time.perf_counter(), {}, {}
-    raw_score, failure, grader_error = None, None, None
-    scratch = Path(tempfile.mkdtemp(prefix="submission-", dir=context.scratch))
+    start = time.perf_counter()
+    work = Submission(source=Path(source), context=context)
+    passed, failure, grader_error = [], None, None    # passed: the text of each check that passed, in order
     try:
-        with _timer(timings, "unpack_s"):
-            count = unpack(source, scratch / "unpacked")
-            root = find_submission_root(scratch / "unpacked")
-        passed["unpack"] = f"Unpacked {count} files."
-        with _timer(timings, "load_s"):
-            model_file = find_model_file(root)
-            passed["model_file"] = f"{MODEL_ENTRY} is {model_file.stat().st_size / 1e6:.2f} MB."
-            saved = read_plain_model(model_file)
-            passed["plain_data"] = "Read as plain data (torch.load with weights_only=True): a KeypointModel."
-            passed["parameters"] = f"{check_parameters(saved):,} parameters."
-        if not (root / "exercise_code" / "networks").is_dir():
-            raise CheckFailed("code", "Your submission has no exercise_code/networks/ folder, so the grader cannot "
-                                      "build your KeypointModel. Build the zip with create_submission_zip().")
-        run = run_worker(submission_root=root, images=context.images, scratch=scratch,
-                         limits=context.limits, isolation=context.isolation)
-        timings["worker_s"] = round(run.seconds, 3)
-        timings["worker"] = _worker_timings(run.report)
-        if run.stage == "predict":   # the worker got past the code's checks, whatever happens next
-            passed["code"] = "Imported your exercise_code, built KeypointModel(hparams) and loaded the weights."
-        predictions = check_predictions(run, len(context.targets), context.limits)
-        passed["predictions"] = (f"Predicted all {len(context.targets)} test images in {run.seconds:.1f} s; "
-                                 f"shape {tuple(predictions.shape)}, all finite.") + _stderr_note(run, failed=False)
-        with _timer(timings, "scoring_s"):
-            raw_score = keypoint_score(predictions, torch.from_numpy(context.targets))
-    except (UnpackError, ModelCheckError, CheckFailed) as error:
-        failure = (getattr(error, "check", "unpack"), str(error))
+        work.scratch = Path(tempfile.mkdtemp(prefix="submission-", dir=context.scratch))
+        for step in STEPS:
+            with _timer(work.timings, step.timing):
+                passed.append(step.run(work))
+    except CheckFailed as error:
+        failure = str(error)
     except Exception as error:  # our bug or our machine: the student gets a zero that says so
-        grader_error = "".join(traceback.format_exception(error))[-OUTPUT_CHARS:]
-        # The details go to the instructors only (extra_data): they may name our paths.
-        failure = (None, f"The grader itself failed on this submission ({type(error).__name__}). "
-                         "This is not your fault: tell your instructor; it will be graded again.")
+        failure, grader_error = _grader_failure(error)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    timings["total_s"] = round(time.perf_counter() - start, 3)
-    return make_result(name=name, source=source, context=context, passed=passed, failure=failure,
-                       raw_score=raw_score, timings=timings, grader_error=grader_error)
+        if work.scratch:
+            shutil.rmtree(work.scratch, ignore_errors=True)
+    work.timings["total_s"] = round(time.perf_counter() - start, 3)
+    return make_result(name, work, passed, failure, grader_error)
 
 
-def check_predictions(run, n, limits):
+def grader_failed(source, name, context, error):
+    """The Result for a submission whose grading raised `error` outside the steps (a bug of ours)."""
+    return make_result(name, Submission(source=Path(source), context=context), [], *_grader_failure(error))
+
+
+def make_result(name, work, passed, failure=None, grader_error=None):
     """
-    What the worker sent back, checked: the predictions as a tensor, or CheckFailed.
+    The Result of a grading that got this far.
 
     Inputs:
-    - run: sandbox.WorkerRun
-    - n: Number of test images
-    - limits: jail.Limits (for the messages)
+    - name: The submission's name
+    - work: Submission (its source, context, raw_score and timings are read)
+    - passed: The student's text of each check that passed, in the order of STEPS
+    - failure: The message of the check that failed next, or None when all passed
+    - grader_error: Details of the grader's own failure, for the instructors (None: it did not fail)
 
     Returns:
-    - predictions: float32 tensor of shape (n, 30) or (n, 15, 2), all finite
+    - Result: a row per step (those that passed, the one that failed, the rest not run)
     """
-    report, stage = run.report, run.stage
-    if not run.student_code_ran:   # what the worker wrote so far came from our code alone
-        raise GraderError(f"the worker failed before running student code (stage {stage}, exit code "
-                          f"{run.exit_code}): {str((report or {}).get('error')) if report else run.stderr[-500:]}")
-    if report and isinstance(report.get("stage"), str):   # where an exception was raised
-        stage = report["stage"]
-    check = "predictions" if stage == "predict" else "code"
-    doing = f"predicting the {n} test images" if stage == "predict" else \
-        CODE_STAGES.get(stage, "running your exercise_code")   # an odd stage: the student's code wrote it
-    if run.timed_out:
-        raise CheckFailed(check, f"Your code did not finish within the time limit of {limits.timeout_s:g} s: it "
-                                 f"was still {doing}. The grader runs your model on a CPU with {limits.threads} "
-                                 "thread(s). Make sure nothing waits for input, the network or a file, that no "
-                                 "training runs at import, and that the model is small enough." + _stderr_note(run))
-    if report is None:
-        raise CheckFailed(check, f"Your code stopped while {doing}, without sending predictions "
-                                 f"({_how_it_ended(run, limits)})." + _stderr_note(run))
-    if not report.get("ok"):
-        raise CheckFailed(check, _error_message(report, stage, doing, limits) + _stderr_note(run))
-    return _predictions_tensor(report, n)
-
-
-def make_result(*, name, source, context, passed, failure, raw_score, timings, grader_error=None):
-    """The Gradescope-shaped result from the checks that passed and the one that failed."""
-    rule = context.points
-    points = rule.points(raw_score) if failure is None else 0.0
-    failed_check, message = failure or (None, None)
-    tests, blocked = [], False
-    for check, title in CHECKS.items():
-        if check == "score":
-            status, output = ("passed" if points >= rule.max_points else "failed",
-                              _score_text(raw_score, rule, points, len(context.targets))) if failure is None \
-                else ("failed", "Not scored: an earlier check failed.")
-        elif check in passed:
-            status, output = "passed", passed[check]
-        elif failure and not blocked and failed_check in (check, None):   # None: the grader failed here
-            status, output, blocked = "failed", message, True
+    context, rule = work.context, work.context.points
+    raw_score = work.raw_score if failure is None else None
+    points = rule.points(raw_score)   # 0 when unscored
+    rows = []
+    for index, step in enumerate(STEPS):
+        if index < len(passed):
+            status, output = "passed", passed[index]
+        elif index == len(passed):
+            status, output = "failed", failure
         else:
-            status, output = "failed", "Not run: an earlier check failed."
-        tests.append({"name": title, "status": status, "score": points if check == "score" else 0.0,
-                      "max_score": rule.max_points if check == "score" else 0.0, "output": output})
-    summary = tests[-1]["output"] if failure is None else f"Not scored. {message}"
-    return build_result(
-        name=name, tests=tests, raw_score=raw_score, points=points, max_points=rule.max_points,
-        output=summary, execution_time=timings.get("total_s", 0.0),
-        extra={"source": str(source), "isolation": context.isolation, "isolation_text": DESCRIPTIONS[context.isolation],
-               "timings": timings, "key": context.key, "points_rule": rule.as_dict(),
-               "points_rule_text": rule.describe(), "test_images": len(context.targets),
+            status, output = "failed", messages.NOT_SCORED if step.name == "score" else messages.NOT_RUN
+        if step.name == "score":   # the only check worth points: passed at full points
+            rows.append(Row(step.title, "passed" if status == "passed" and points >= rule.max_points else "failed",
+                            points, rule.max_points, output))
+        else:
+            rows.append(Row(step.title, status, 0.0, 0.0, output))
+    return Result(
+        submission=name, score=points, max_points=rule.max_points, raw_score=raw_score,
+        output=rows[-1].output if failure is None else messages.NOT_SCORED_SUMMARY.format(message=failure),
+        tests=rows, execution_time=work.timings.get("total_s", 0.0),
+        extra={"source": str(work.source), "isolation": context.isolation,
+               "isolation_text": DESCRIPTIONS[context.isolation], "timings": work.timings, "key": context.key,
+               "points_rule": rule.as_dict(), "points_rule_text": rule.describe(), "test_images": len(context.targets),
                "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "grader_error": grader_error})
 
 
-def _error_message(report, stage, doing, limits):
-    """A student-facing message for an exception the worker reported: what, where, how to fix, then details."""
-    error, tb = str(report.get("error", "an error")), str(report.get("traceback", ""))
-    if report.get("out_of_memory"):
-        return (f"Your code ran out of memory while {doing} (limit {limits.memory_mb:,} MB). Use a smaller "
-                f"model, and do not keep large tensors or lists of outputs around.\n\n{error[:500]}")
-    if stage == "load":   # torch's message lists every tensor that does not fit: the details, not the summary
-        return ("The weights in your model file do not fit the KeypointModel your exercise_code builds from "
-                "the saved hparams. Did you change the model code after saving? Train and save again with the "
-                f"code you submit.\n\n{error[:OUTPUT_CHARS]}")
-    hints = {
-        "import": "Run `from exercise_code.networks import KeypointModel` in a fresh Python in your workspace to "
-                  "see the same error, fix it, and submit again.",
-        "model_file": "Save your model again with save_model(model).",
-        "build": "The grader builds KeypointModel(hparams) with the hparams saved in your model file. Check that "
-                 "your __init__ works with exactly those hparams.",
-        "predict": "Check that forward works on a batch of shape (N, 1, 96, 96) with values in [0, 1], on the CPU, "
-                   "in eval mode.",
-    }
-    first_line = error.splitlines()[0][:300] if error.strip() else "an error"
-    return (f"Your code raised {first_line} while {doing}. {hints.get(stage, '')}"
-            f"\n\nThe end of the traceback:\n{tb[-1500:]}")
+def _grader_failure(error):
+    """(message for the student, details for the instructors only: they may name our paths)."""
+    return (messages.GRADER_FAILED.format(reason=type(error).__name__),
+            "".join(traceback.format_exception(error))[-TRACEBACK_CHARS:])
 
 
-def _worker_timings(report):
-    """The worker's own timings, if it sent sane ones (student code could send anything, NaN included)."""
-    timings = (report or {}).get("timings")
-    if not isinstance(timings, dict):
-        return None
-    return {key: value for key, value in timings.items() if key in WORKER_TIMINGS
-            and isinstance(value, (int, float)) and math.isfinite(value)}
+# The steps. Each takes the Submission, fills in what the next ones need, and returns its text.
+
+def unpack_submission(work):
+    count = unpack(work.source, work.scratch / "unpacked")
+    work.root = find_submission_root(work.scratch / "unpacked")
+    return messages.UNPACKED.format(count=count)
 
 
-def _how_it_ended(run, limits):
-    if run.signal_name == "SIGXCPU":
-        return f"it used more than {limits.cpu_seconds()} s of CPU time"
-    if run.signal_name == "SIGKILL":
-        return f"it was killed, most likely for using too much memory (limit {limits.memory_mb:,} MB) or CPU time"
-    if run.signal_name:
-        return f"it was ended by {run.signal_name}"
-    return f"it exited with code {run.exit_code}; does your code call sys.exit or os._exit?"
+def check_model_file(work):
+    work.model_file = find_model_file(work.root)
+    return messages.MODEL_FILE_SIZE.format(mb=work.model_file.stat().st_size / 1e6)
 
 
-def _predictions_tensor(report, n):
-    """The predictions of a successful report as a float32 tensor, after checking shape and values."""
-    shape, values = report.get("shape"), report.get("predictions")
-    if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)
-            and isinstance(values, list) and len(values) == math.prod(shape)
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
-        raise CheckFailed("predictions", "The grader could not read your model's predictions. Does your code "
-                                         "write to file descriptors it did not open?")
-    if tuple(shape) not in ((n, 30), (n, 15, 2)):
-        raise CheckFailed("predictions", f"Your model returned predictions of shape {tuple(shape)} for {n} test "
-                                         f"images; KeypointModel.forward must return shape (N, 30) (or (N, 15, 2)): "
-                                         "x and y of each of the 15 keypoints, for each image of the batch.")
-    predictions = torch.tensor(values, dtype=torch.float32).reshape(shape)
-    nan, inf = int(torch.isnan(predictions).sum()), int(torch.isinf(predictions).sum())
-    if nan or inf:
-        raise CheckFailed("predictions", f"Your predictions contain {nan} NaN and {inf} infinite values (of "
-                                         f"{predictions.numel()}). Check for divisions by zero, log or sqrt of "
-                                         "negative numbers, and weights that became NaN in training.")
-    return predictions
+def check_plain_data(work):
+    work.saved = read_plain_model(work.model_file)
+    return messages.PLAIN_DATA
 
 
-def _stderr_note(run, failed=True):
-    """What the student's code printed to stderr, for its author (it never costs points by itself)."""
-    text = run.stderr.strip()
-    if not text:
-        return ""
-    intro = "\n\nWhat your code printed to stderr (the end):" if failed else \
-        "\n\nYour code printed to stderr (that is fine; shown for your information):"
-    return f"{intro}\n{text[-OUTPUT_CHARS:]}"
+def check_parameter_count(work):
+    return messages.PARAMETERS.format(count=check_parameters(work.saved))
 
 
-def _score_text(raw_score, rule, points, n):
-    mse = 1 / (2 * raw_score) if raw_score else float("nan")
-    return (f"Score 1/(2*MSE) = {raw_score:.2f} on {n} hidden test faces (MSE {mse:.5f} in unit coordinates): "
-            f"{points:g} of {rule.max_points:g} points ({rule.describe()}).")
+def run_code(work):
+    """Run the student's code in the worker; it passes once the worker got to predicting."""
+    if not (work.root / "exercise_code" / "networks").is_dir():
+        raise CheckFailed("code", messages.NO_NETWORKS)
+    context = work.context
+    run = work.run = run_worker(submission_root=work.root, images=context.images, scratch=work.scratch,
+                                limits=context.limits, isolation=context.isolation)
+    work.timings["worker_s"] = round(run.seconds, 3)
+    work.timings["worker"] = worker_timings(run.report)
+    if not run.student_code_ran:   # what the worker wrote so far came from our code alone
+        raise GraderError(f"the worker failed before running student code (stage {run.stage}, exit code "
+                          f"{run.exit_code}): {str(run.report.get('error')) if run.report else run.stderr[-500:]}")
+    stage, sent = stopped_at(run), bool(run.report and run.report.get("ok"))
+    if stage != "predict" and not sent:   # it stopped, or raised, before predicting
+        raise CheckFailed("code", failure_message(run, stage, len(context.targets), context.limits))
+    return messages.CODE_RAN
+
+
+def check_predictions(work):
+    """The worker's predictions, checked: sent in time, of the right shape, numbers, finite."""
+    run, n, limits = work.run, len(work.context.targets), work.context.limits
+    if run.timed_out or not (run.report and run.report.get("ok")):
+        raise CheckFailed("predictions", failure_message(run, stopped_at(run), n, limits))
+    work.predictions = predictions_tensor(run.report, n)
+    return messages.PREDICTED.format(n=n, seconds=run.seconds, shape=tuple(work.predictions.shape)) \
+        + stderr_note(run, failed=False)
+
+
+def score(work):
+    """The raw score 1/(2*MSE), exactly as evaluate_model computes it (the tensors are small: this is quick)."""
+    work.raw_score = keypoint_score(work.predictions, torch.from_numpy(work.context.targets))
+    rule, raw = work.context.points, work.raw_score
+    return messages.SCORE.format(raw_score=raw, n=len(work.context.targets),
+                                 mse=1 / (2 * raw) if raw else float("nan"), points=rule.points(raw),
+                                 max_points=rule.max_points, rule=rule.describe())
+
+
+STEPS = (
+    Step("unpack", TITLES["unpack"], unpack_submission, "unpack_s"),
+    Step("model_file", TITLES["model_file"], check_model_file, "load_s"),
+    Step("plain_data", TITLES["plain_data"], check_plain_data, "load_s"),
+    Step("parameters", TITLES["parameters"], check_parameter_count, "load_s"),
+    Step("code", TITLES["code"], run_code),
+    Step("predictions", TITLES["predictions"], check_predictions),
+    Step("score", TITLES["score"], score, "scoring_s"),
+)
+CHECKS = {step.name: step.title for step in STEPS}   # name -> title, in order
 
 
 @contextmanager
 def _timer(timings, key):
-    """with _timer(timings, "unpack_s"): ... records the seconds the block took."""
+    """with _timer(timings, "load_s"): ... adds the seconds the block took to timings[key] (None: not timed)."""
     start = time.perf_counter()
     try:
         yield
     finally:
-        timings[key] = round(time.perf_counter() - start, 4)
+        if key:
+            timings[key] = round(timings.get(key, 0.0) + time.perf_counter() - start, 4)

@@ -15,18 +15,18 @@ indentation. The solution notebooks, solutions/exercise_09/*.ipynb, are nbgrader
 source notebooks; `nbgrader generate_assignment` makes the student notebooks in
 exercise_09/ of them (the course's own release, course/release/exercise_09/, is the same).
 
-    python -m grader.release student     # regenerate the student files in exercise_code/ and exercise_09/
-    python -m grader.release check       # exit 1 if exercise_code/ or exercise_09/ has drifted
+    python -m grader release           # regenerate the student files in exercise_code/ and exercise_09/
+    python -m grader release --check   # exit 1 if exercise_code/ or exercise_09/ has drifted
+
+(the verbs are in grader/cli.py; this module holds what they call)
 """
-import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from exercise_code.util.layout import ASSIGNMENT
+from .trusted import ASSIGNMENT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STUDENT_PACKAGE = REPO_ROOT / "exercise_code"
@@ -143,16 +143,25 @@ def stale_files(versions):
     return sorted(present - set(versions))
 
 
-def drifted_files():
-    """Student files that differ from what their solution generates (missing and stale ones included)."""
-    versions = student_versions()
+def drifted_files(versions=None):
+    """
+    Student files that differ from what their solution generates (missing and stale ones included).
+
+    Inputs:
+    - versions: {path: text} from student_versions(), if already at hand; None generates it
+      (nbgrader runs: about 10 s)
+
+    Returns:
+    - List of paths
+    """
+    versions = student_versions() if versions is None else versions
     return [path for path, text in versions.items()
             if not path.is_file() or path.read_text() != text] + stale_files(versions)
 
 
-def write_student_files():
-    """Regenerate the student files and remove stale ones; return the paths that changed."""
-    versions = student_versions()
+def write_student_files(versions=None):
+    """Regenerate the student files (from versions, if given) and remove stale ones; return the paths that changed."""
+    versions = student_versions() if versions is None else versions
     changed = []
     for path, text in versions.items():
         if not path.is_file() or path.read_text() != text:
@@ -163,28 +172,3 @@ def write_student_files():
         path.unlink()
         changed.append(path)
     return changed
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Generate student files from the solutions.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("student", help="regenerate the student files in exercise_code/")
-    commands.add_parser("check", help="exit 1 if exercise_code/ differs from what solutions/ generates")
-    args = parser.parse_args(argv)
-
-    if args.command == "student":
-        changed = write_student_files()
-        print("\n".join(f"wrote {p.relative_to(REPO_ROOT)}" for p in changed) or "up to date")
-    else:
-        drifted = drifted_files()
-        for path in drifted:
-            print(f"{path.relative_to(REPO_ROOT)} differs from what its solution generates")
-        if drifted:
-            print("Edit its source under solutions/, then run: python -m grader.release student")
-            return 1
-        print("exercise_code/ and exercise_09/ are up to date with solutions/")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,9 +19,10 @@ import json
 import math
 import shutil
 import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from exercise_code.util.atomic_file import atomic_file
+from .trusted import atomic_file
 
 GRADER_NAME = "i2dl-keypoints"   # marks our result files among other JSON files
 LEADERBOARD_NAME = "1/(2*MSE)"
@@ -34,42 +35,100 @@ class MergeError(ValueError):
     """Result folders that cannot be merged; the message says which files conflict."""
 
 
-def build_result(*, name, tests, raw_score, points, max_points, output, execution_time, extra):
-    """
-    One submission's result, Gradescope-shaped.
+@dataclass(frozen=True)
+class Row:
+    """One check of a result, as Gradescope shows it (an entry of "tests")."""
+    name: str                # the check's title (messages.TITLES)
+    status: str              # "passed" or "failed"
+    score: float
+    max_score: float
+    output: str              # what the student reads
 
-    Inputs:
-    - name: The submission's name (its file name without .zip)
-    - tests: List of dicts {name, status, score, max_score, output}, one per check
-    - raw_score: Float 1/(2*MSE), or None when the submission could not be scored
-    - points, max_points: Floats, after the PointsRule
+
+@dataclass
+class Result:
+    """
+    One submission's result.
+
+    - submission: The submission's name (its file name without .zip)
+    - score: Points, after the PointsRule
+    - max_points: Points for a full score
+    - raw_score: 1/(2*MSE), or None when the submission could not be scored. A perfect
+      prediction (MSE 0, an infinite score) is kept as the largest float: JSON has no Infinity
     - output: The summary the student reads first
+    - tests: List of Row, one per check
     - execution_time: Seconds
-    - extra: Dict for instructors (isolation, timings, ...), kept under extra_data
-
-    Returns:
-    - A dict that json.dumps writes without NaN or Infinity
+    - extra: For instructors (source, isolation, timings, key, graded_at, grader_error...), under extra_data
     """
-    # A perfect prediction has MSE 0 and an infinite score, which JSON cannot hold.
-    value = None if raw_score is None else raw_score if math.isfinite(raw_score) else sys.float_info.max
-    return {
-        "score": points,
-        "execution_time": round(execution_time, 3),
-        "output": output,
-        "tests": tests,
-        "leaderboard": [{"name": LEADERBOARD_NAME, "value": value if value is not None else 0.0, "order": "desc"}],
-        "extra_data": {"grader": GRADER_NAME, "submission": name, "raw_score": value,
-                       "max_points": max_points, **extra},
-    }
+    submission: str
+    score: float
+    max_points: float
+    raw_score: float | None
+    output: str
+    tests: list
+    execution_time: float
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.raw_score is not None and not math.isfinite(self.raw_score):
+            self.raw_score = sys.float_info.max
+
+    def to_json(self):
+        """The result as Gradescope's results.json (a dict json.dumps writes without NaN or Infinity)."""
+        return {
+            "score": self.score,
+            "execution_time": round(self.execution_time, 3),
+            "output": self.output,
+            "tests": [asdict(row) for row in self.tests],
+            "leaderboard": [{"name": LEADERBOARD_NAME, "value": self.raw_score if self.scored else 0.0,
+                             "order": "desc"}],
+            "extra_data": {"grader": GRADER_NAME, "submission": self.submission, "raw_score": self.raw_score,
+                           "max_points": self.max_points, **self.extra},
+        }
+
+    @classmethod
+    def from_json(cls, data):
+        """The Result of a dict written by to_json (ValueError if it is not one of ours)."""
+        try:
+            extra = dict(data["extra_data"])
+            if extra.pop("grader") != GRADER_NAME:
+                raise ValueError("not a result of this grader")
+            return cls(submission=extra.pop("submission"), score=data["score"], max_points=extra.pop("max_points"),
+                       raw_score=extra.pop("raw_score"), output=data["output"],
+                       tests=[Row(**row) for row in data["tests"]], execution_time=data["execution_time"],
+                       extra=extra)
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"not a result: {error!r}") from None
+
+    @property
+    def scored(self):
+        return self.raw_score is not None
+
+    def failed_check(self):
+        """The Row of the first failed check, or None when all passed."""
+        return next((row for row in self.tests if row.status == "failed"), None)
+
+    def csv_row(self):
+        """The result's row of grades.csv (a dict keyed by CSV_COLUMNS)."""
+        failed = None if self.scored else self.failed_check()   # a low score is no failure
+        return {
+            "submission": self.submission, "points": self.score, "max_points": self.max_points,
+            "raw_score": "" if failed else f"{self.raw_score:.4f}",
+            "status": f"failed: {failed.name}" if failed else "scored",
+            "message": failed.output.strip().splitlines()[0][:300] if failed else "",
+            "execution_time_s": self.execution_time, "isolation": self.extra.get("isolation"),
+            "graded_at": self.extra.get("graded_at"), "source": self.extra.get("source"),
+        }
 
 
 def failed_check(result):
-    """The first failed test of a result, or None when all passed."""
+    """The first failed test of a result dict (Result.to_json()), or None when all passed."""
     return next((test for test in result["tests"] if test["status"] == "failed"), None)
 
 
 def write_json_atomic(path, data):
-    """Write JSON to path via a temporary file and a rename: readers see the old file or the new one."""
+    """Write a Result (or a dict) as JSON via a temporary file and a rename: readers see the old file or the new."""
+    data = data.to_json() if isinstance(data, Result) else data
     write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 
 
@@ -80,20 +139,17 @@ def write_text_atomic(path, text):
 
 
 def read_result(path):
-    """The result in path, or None if it is not one of ours (or is unreadable)."""
+    """The Result in path, or None if it is not one of ours (or is unreadable)."""
     try:
-        result = json.loads(Path(path).read_text())
+        return Result.from_json(json.loads(Path(path).read_text()))
     except (OSError, ValueError):
         return None
-    ok = isinstance(result, dict) and isinstance(result.get("extra_data"), dict) \
-        and result["extra_data"].get("grader") == GRADER_NAME and isinstance(result.get("tests"), list)
-    return result if ok else None
 
 
 def read_results(folder):
-    """Every result in folder, sorted by submission name."""
+    """Every Result in folder, sorted by submission name."""
     results = (read_result(path) for path in sorted(Path(folder).glob("*.json")))
-    return sorted((r for r in results if r), key=lambda r: r["extra_data"]["submission"])
+    return sorted((r for r in results if r), key=lambda r: r.submission)
 
 
 def write_gradebook(folder):
@@ -101,11 +157,11 @@ def write_gradebook(folder):
     Rebuild grades.csv and leaderboard.md in folder from all its result files.
 
     Returns:
-    - The results, best score first (unscored ones last)
+    - The Results, best score first (unscored ones last)
     """
     folder = Path(folder)
     results = sorted(read_results(folder), key=_rank_key)
-    rows = [_csv_row(result) for result in results]
+    rows = [result.csv_row() for result in results]
     text = io.StringIO()
     writer = csv.DictWriter(text, CSV_COLUMNS)
     writer.writeheader()
@@ -126,7 +182,7 @@ def merge_results(*, result_dirs, out_dir, force=False):
       one graded last instead of refusing
 
     Returns:
-    - The merged results, best score first
+    - The merged results as dicts (Result.to_json()), best score first
     """
     out_dir = Path(out_dir)
     chosen, conflicts = {}, []
@@ -142,7 +198,7 @@ def merge_results(*, result_dirs, out_dir, force=False):
                 if not force:
                     conflicts.append(f"{earlier[0]} and {path}")
                     continue
-                if result["extra_data"].get("graded_at", "") < earlier[1]["extra_data"].get("graded_at", ""):
+                if result.extra.get("graded_at", "") < earlier[1].extra.get("graded_at", ""):
                     continue
             chosen[path.name] = (path, result)
     if conflicts:
@@ -152,41 +208,25 @@ def merge_results(*, result_dirs, out_dir, force=False):
     for name, (path, _) in chosen.items():
         if path.resolve() != (out_dir / name).resolve():
             shutil.copyfile(path, out_dir / name)
-    return write_gradebook(out_dir)
+    return [result.to_json() for result in write_gradebook(out_dir)]
 
 
 def _rank_key(result):
-    raw = result["extra_data"].get("raw_score")
-    return (raw is None, -(raw or 0.0), result["extra_data"]["submission"])
-
-
-def _csv_row(result):
-    extra = result["extra_data"]
-    failed = None if extra.get("raw_score") is not None else failed_check(result)   # a low score is no failure
-    return {
-        "submission": extra["submission"], "points": result["score"], "max_points": extra.get("max_points"),
-        "raw_score": "" if failed else f"{extra['raw_score']:.4f}",
-        "status": f"failed: {failed['name']}" if failed else "scored",
-        "message": failed["output"].strip().splitlines()[0][:300] if failed else "",
-        "execution_time_s": result.get("execution_time"), "isolation": extra.get("isolation"),
-        "graded_at": extra.get("graded_at"), "source": extra.get("source"),
-    }
+    return (not result.scored, -(result.raw_score or 0.0), result.submission)
 
 
 def _leaderboard(results):
-    scored = [r for r in results if r["extra_data"].get("raw_score") is not None]
-    unscored = [r for r in results if r["extra_data"].get("raw_score") is None]
-    rules = {r["extra_data"].get("points_rule_text") for r in results} - {None}
+    scored = [r for r in results if r.scored]
+    unscored = [r for r in results if not r.scored]
+    rules = {r.extra.get("points_rule_text") for r in results} - {None}
     lines = ["# Leaderboard", "",
              f"Score: 1 / (2 * MSE) on the hidden test split, keypoints in unit coordinates. "
              f"{len(scored)} scored, {len(unscored)} not scored.",
              f"Points: {rules.pop() if len(rules) == 1 else 'several rules (see grades.csv)'}.", "",
              "| rank | submission | score 1/(2*MSE) | points | isolation |", "|---:|---|---:|---:|---|"]
-    lines += [f"| {rank} | {r['extra_data']['submission']} | {r['extra_data']['raw_score']:.2f} | {r['score']:g} "
-              f"| {r['extra_data'].get('isolation', '?')} |" for rank, r in enumerate(scored, start=1)]
+    lines += [f"| {rank} | {r.submission} | {r.raw_score:.2f} | {r.score:g} | {r.extra.get('isolation', '?')} |"
+              for rank, r in enumerate(scored, start=1)]
     if unscored:
         lines += ["", "## Not scored", "", "| submission | failed check |", "|---|---|"]
-        lines += [f"| {r['extra_data']['submission']} | {(failed_check(r) or {'name': '?'})['name']} |"
-                  for r in unscored]
+        lines += [f"| {r.submission} | {(r.failed_check() or Row('?', '', 0, 0, '')).name} |" for r in unscored]
     return "\n".join(lines) + "\n"
-

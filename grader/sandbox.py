@@ -17,17 +17,19 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from exercise_code.util.submission import MODEL_ENTRY
 
 from . import jail
+from .trusted import MODEL_ENTRY
 
 WORKER = Path(__file__).with_name("worker.py")
 TAIL_BYTES = 8000          # the end of stdout/stderr we keep for the student
+RESULT_CAP = 64 * 2 ** 20  # the predictions of 100,000 test faces fit
+STAGES_CAP = 1 << 16       # a handful of short lines, unless the student's code writes there too
 
 
 class IsolationError(RuntimeError):
@@ -68,54 +70,42 @@ def run_worker(*, submission_root, images, scratch, limits, isolation):
     - WorkerRun
     """
     jailed = isolation == "jail"
-    work = Path(scratch) / "work"
+    scratch, work = Path(scratch), Path(scratch) / "work"
     (work / "tmp").mkdir(parents=True)
-    read_end, write_end = os.pipe()
-    spec = {"result_fd": write_end, "threads": limits.threads, "batch_size": 64, "submission": str(submission_root),
-            "images": str(images), "model_entry": MODEL_ENTRY}
-    command = [sys.executable, "-I", "-B", str(WORKER), json.dumps(spec)]
-    seccomp = jail.seccomp_fd() if jailed else None
-    if jailed:
-        uid = jail.new_uid()
-        jail.give_to(work, uid)
-        command = jail.jail_command(command, limits=limits, chdir=work, read_only=[submission_root, images, WORKER],
-                                    writable=[work], uid=uid, seccomp_fd=seccomp)
     env = {**jail.BASE_ENV, "HOME": str(work), "TMPDIR": str(work / "tmp"), "MPLCONFIGDIR": str(work / "tmp"),
            "OMP_NUM_THREADS": str(limits.threads), "MKL_NUM_THREADS": str(limits.threads)}
-    start = time.perf_counter()
-    try:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(write_end,) + ((seccomp,) if jailed else ()), env=env, cwd=work,
-            start_new_session=True,   # one process group: a timeout kills all of it
-            preexec_fn=None if jailed else lambda: jail.apply_limits(limits))   # in the jail, prlimit sets them
-    except BaseException:
-        os.close(read_end)
-        raise
-    finally:
-        os.close(write_end)   # the worker holds the only write end: EOF when it is gone
-        if seccomp is not None:
-            os.close(seccomp)
-    readers = [_Reader(open(read_end, "rb", buffering=0), keep="all"), _Reader(process.stdout),
-               _Reader(process.stderr)]
-    timed_out = False
-    try:
-        process.wait(timeout=limits.timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    finally:  # on a timeout, when interrupted, and for what a finished worker left running (in the
-        try:  # jail, those die with its PID namespace when bwrap goes): never leave a process behind
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-    for reader in readers:
-        reader.join(timeout=5)   # a process that escaped the group may hold a pipe open; the reader closes it
-    report, stages = _parse_lines(readers[0].data())
-    return WorkerRun(report=report, stage=stages[-1] if stages else None, student_code_ran="import" in stages,
-                     seconds=time.perf_counter() - start, timed_out=timed_out, exit_code=process.returncode,
-                     signal_name=_signal_name(process.returncode, jailed), stderr=readers[2].text(),
-                     stdout=readers[1].text())
+    stage_read, stage_write = os.pipe()   # stages go through a pipe: what our code wrote cannot be taken back
+    with open(stage_read, "rb", buffering=0) as stage_pipe:
+        os.set_blocking(stage_read, False)    # read once the worker is gone: never wait for a process that escaped
+        with ExitStack() as ours:   # our copies of what the worker inherits, closed once it holds them
+            ours.callback(os.close, stage_write)
+            # Beside work, not in it: the jail shows work only, so these cannot be swapped for links elsewhere.
+            files = {name: ours.enter_context(open(scratch / name, "wb")) for name in ("result", "stdout", "stderr")}
+            spec = {"result_fd": files["result"].fileno(), "stage_fd": stage_write, "threads": limits.threads,
+                    "batch_size": 64, "submission": str(submission_root), "images": str(images),
+                    "model_entry": MODEL_ENTRY}
+            command = [sys.executable, "-I", "-B", str(WORKER), json.dumps(spec)]
+            inherited = (stage_write, spec["result_fd"])
+            if jailed:
+                seccomp = jail.seccomp_fd()
+                ours.callback(os.close, seccomp)
+                inherited += (seccomp,)
+                uid = jail.new_uid()
+                jail.give_to(work, uid)
+                command = jail.jail_command(command, limits=limits, chdir=work, writable=[work], uid=uid,
+                                            read_only=[submission_root, images, WORKER], seccomp_fd=seccomp)
+            start = time.perf_counter()
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=files["stdout"], stderr=files["stderr"],
+                pass_fds=inherited, env=env, cwd=work,
+                start_new_session=True,   # one process group: a timeout kills all of it
+                preexec_fn=None if jailed else lambda: jail.apply_limits(limits))   # in the jail, prlimit sets them
+        timed_out = _wait(process, limits.timeout_s)
+        stages = _stages(_drain(stage_pipe))
+    return WorkerRun(report=_report(_head(scratch / "result", RESULT_CAP)), stage=stages[-1] if stages else None,
+                     student_code_ran="import" in stages, seconds=time.perf_counter() - start, timed_out=timed_out,
+                     exit_code=process.returncode, signal_name=_signal_name(process.returncode, jailed),
+                     stderr=_tail(scratch / "stderr"), stdout=_tail(scratch / "stdout"))
 
 
 def detect_isolation(choice="jail"):
@@ -131,23 +121,71 @@ def detect_isolation(choice="jail"):
         raise IsolationError(str(error)) from None
 
 
-def _parse_lines(data):
+def _wait(process, timeout_s):
+    """Wait for the worker until timeout_s; then kill its whole process group. Returns whether it timed out."""
+    try:
+        process.wait(timeout=timeout_s)
+        return False
+    except subprocess.TimeoutExpired:
+        return True
+    finally:  # on a timeout, when interrupted, and for what a finished worker left running (in the
+        try:  # jail, those die with its PID namespace when bwrap goes): never leave a process behind
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+
+def _report(data):
     """
-    The worker's JSON lines: its result (the last line with "ok"; NaN and
-    Infinity are allowed here, the predictions are checked later), or None when
-    missing or broken, and the list of stages it entered.
+    The worker's result: the last JSON line with "ok" (NaN and Infinity are allowed
+    here, the predictions are checked later), or None when missing or broken.
     """
-    report, stages = None, []
-    for line in (data or b"").splitlines():
-        try:
-            item = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
+    report = None
+    for item in _json_lines(data):
         if isinstance(item, dict) and "ok" in item:
             report = item
-        elif isinstance(item, dict) and isinstance(item.get("stage"), str):
-            stages.append(item["stage"])
-    return report, stages
+    return report
+
+
+def _stages(data):
+    """The stages the worker said it entered, in order."""
+    return [item["stage"] for item in _json_lines(data)
+            if isinstance(item, dict) and isinstance(item.get("stage"), str)]
+
+
+def _json_lines(data):
+    for line in (data or b"").splitlines():
+        try:
+            yield json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+
+
+def _drain(pipe, cap=STAGES_CAP):
+    """What is in a non-blocking pipe now, up to cap bytes."""
+    chunks, size = [], 0
+    while size < cap:
+        chunk = pipe.read(cap - size)
+        if not chunk:   # EOF, or None: empty, and a writer that escaped the kill still holds it
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _head(path, cap):
+    """The file's bytes, or None when there are more than cap of them."""
+    with open(path, "rb") as f:
+        data = f.read(cap + 1)
+    return data if len(data) <= cap else None
+
+
+def _tail(path):
+    """The last TAIL_BYTES of a file, as text."""
+    with open(path, "rb") as f:
+        f.seek(max(0, os.fstat(f.fileno()).st_size - TAIL_BYTES))
+        return f.read(TAIL_BYTES).decode("utf-8", "replace")
 
 
 def _signal_name(code, jailed):
@@ -159,32 +197,3 @@ def _signal_name(code, jailed):
         return signal.Signals(number).name if number else None
     except ValueError:
         return None
-
-
-class _Reader(threading.Thread):
-    """Drain a pipe (a binary file object, closed when done); keep all of it (up to a cap) or only its tail."""
-    CAP = 64 * 2 ** 20   # the predictions of 100,000 test faces fit
-
-    def __init__(self, stream, keep="tail"):
-        super().__init__(daemon=True)
-        self.stream, self.keep, self.chunks, self.size, self.overflow = stream, keep, [], 0, False
-        self.start()
-
-    def run(self):
-        with self.stream:
-            # read1 on a buffered pipe returns what is there; a raw file's read does the same
-            read = getattr(self.stream, "read1", self.stream.read)
-            while chunk := read(1 << 16):
-                self.chunks.append(chunk)
-                self.size += len(chunk)
-                if self.keep == "tail":
-                    while self.size - len(self.chunks[0]) >= TAIL_BYTES:
-                        self.size -= len(self.chunks.pop(0))
-                elif self.size > self.CAP:   # keep draining, so the writer never blocks, but drop it all
-                    self.chunks, self.size, self.overflow = [], 0, True
-
-    def data(self):
-        return None if self.overflow or not self.chunks else b"".join(self.chunks)
-
-    def text(self):
-        return b"".join(self.chunks)[-TAIL_BYTES:].decode("utf-8", "replace")

@@ -17,7 +17,6 @@ them here with what the instructor's code computes. A cell earns its points
 when every check of it passes, as in nbgrader, where any failed assert costs
 the cell.
 """
-import importlib.util
 import json
 import secrets
 import subprocess
@@ -28,15 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from exercise_code.util.csv_reader import read_keypoints_csv
-from exercise_code.keypoints import KEYPOINT_COLUMNS, pixels_to_unit
-from exercise_code.gradient_check import rel_error
-from exercise_code.util.submission import MODEL_ENTRY
 
 from . import jail
-from .model_check import ModelCheckError, check_parameters, find_model_file, read_plain_model
-from .release import SOLUTION_PACKAGE
-from .unpack import UnpackError, find_submission_root, unpack
+from .errors import CheckFailed
+from .model_check import check_parameters, find_model_file, read_plain_model
+from .trusted import KEYPOINT_COLUMNS, MODEL_ENTRY, pixels_to_unit, read_keypoints_csv, reference_layers, rel_error
+from .unpack import find_submission_root, unpack
 
 WORKER = Path(__file__).with_name("check_worker.py")
 CELLS = {"dataset_checks": "dataset", "model_checks": "model",
@@ -86,7 +82,7 @@ def run_checks(submission, cells, *, isolation, scratch=None, limits=LIMITS):
     with tempfile.TemporaryDirectory(prefix="checks-", dir=scratch) as folder:
         try:
             unpack(submission, Path(folder) / "submission")
-        except UnpackError as error:
+        except CheckFailed as error:
             return {cell: CheckResult(passed=False, lines=[f"FAIL {error}"]) for cell in cells}
         submission = find_submission_root(Path(folder) / "submission")
         work = Path(folder) / "work"
@@ -282,7 +278,7 @@ def _check_model_file(submission):
     """The saved model, checked by our own code: there, under 20 MB, plain data, within the parameter limit."""
     try:
         count = check_parameters(read_plain_model(find_model_file(submission)))
-    except ModelCheckError as error:
+    except CheckFailed as error:
         raise Fail(str(error)) from None
     return f"PASS {MODEL_ENTRY}: plain weights, {count:,} parameters (buffers included), under the limits"
 
@@ -297,7 +293,7 @@ def _compare_model(out, inputs, data, lines):
 
 
 def _compare_forward(out, inputs, data, lines):
-    ref = reference_layers()
+    ref = reference_layers
     gamma, beta = inputs["bn_gamma"], inputs["bn_beta"]
     expected, _ = ref.spatial_batchnorm_forward(inputs["bn_x"].copy(), gamma, beta, {"mode": "train", "eps": EPS})
     found = _tensor(out["train_out"], "the train-mode output", expected.shape, dtype=None)
@@ -312,7 +308,7 @@ def _compare_forward(out, inputs, data, lines):
 
 
 def _compare_backward(out, inputs, data, lines):
-    ref = reference_layers()
+    ref = reference_layers
     _, cache = ref.spatial_batchnorm_forward(inputs["grad_x"].copy(), inputs["grad_gamma"], inputs["grad_beta"],
                                              {"mode": "train", "eps": EPS})
     expected = ref.spatial_batchnorm_backward(inputs["grad_dout"], cache)
@@ -336,15 +332,3 @@ def _close(found, expected, what, limit, lines):
 
 COMPARE = {"dataset": _compare_dataset, "model": _compare_model,
            "spatial_batchnorm_forward": _compare_forward, "spatial_batchnorm_backward": _compare_backward}
-_REFERENCE = None
-
-
-def reference_layers():
-    """The instructor's solution of layers.py (solutions/exercise_code/layers.py), loaded once by path."""
-    global _REFERENCE
-    if _REFERENCE is None:
-        path = SOLUTION_PACKAGE / "layers.py"
-        spec = importlib.util.spec_from_file_location("reference_layers", path)
-        _REFERENCE = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(_REFERENCE)
-    return _REFERENCE

@@ -19,18 +19,16 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from exercise_code.util.submission import LEFT_OUT_DIRS, MODEL_ENTRY
+
+from . import messages
+from .errors import CheckFailed
+from .trusted import LEFT_OUT_DIRS
 
 MAX_FILES = 2000                 # the submission zip holds a few dozen files
 MAX_TOTAL_BYTES = 200_000_000    # the model (< 20 MB) plus notebooks and code, with room to spare
 MAX_RATIO = 100                  # uncompressed / compressed; text is ~5, a zip bomb ~1000
 RATIO_MIN_BYTES = 1_000_000      # small files may compress well, and cannot hurt
 CHUNK = 1 << 20
-HOW_TO_BUILD = "Build your zip with exercise_code.util.submission.create_submission_zip() and submit that file."
-
-
-class UnpackError(ValueError):
-    """The submission cannot be unpacked safely; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ def unpack(source, dest):
     Returns:
     - The number of files written
 
-    Raises UnpackError, whose message is meant for the student.
+    Raises CheckFailed("unpack", message for the student).
     """
     source, dest = Path(source), Path(dest)
     dest.mkdir(mode=0o755, exist_ok=True)
@@ -62,12 +60,12 @@ def unpack(source, dest):
     if not zipfile.is_zipfile(source):
         with open(source, "rb") as f:
             start = f.read(8)
-        raise UnpackError(f"{source.name} is not a zip file (it starts with {start!r}). {HOW_TO_BUILD}")
+        raise _refused(messages.NOT_A_ZIP, name=source.name, start=start)
     try:
         with zipfile.ZipFile(source) as archive:
             return _write_all(_zip_entries(archive), dest)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as error:
-        raise UnpackError(f"{source.name} is a damaged zip ({error}). {HOW_TO_BUILD}") from None
+        raise _refused(messages.DAMAGED_ZIP, name=source.name, error=error) from None
 
 
 def find_submission_root(folder):
@@ -88,12 +86,12 @@ def holds_submission(folder):
 
 
 def safe_parts(name):
-    """The parts of an entry name, or UnpackError for one that could leave the folder."""
+    """The parts of an entry name, or CheckFailed for one that could leave the folder."""
     path = PurePosixPath(name.replace("\\", "/"))   # Windows tools may use backslashes
     if path.is_absolute() or (path.parts and ":" in path.parts[0]):
-        raise UnpackError(f"The entry {name!r} has an absolute path. {HOW_TO_BUILD}")
+        raise _refused(messages.ABSOLUTE_PATH, name=name)
     if ".." in path.parts:
-        raise UnpackError(f"The entry {name!r} points outside the submission ('..'). {HOW_TO_BUILD}")
+        raise _refused(messages.OUTSIDE, name=name)
     return tuple(part for part in path.parts if part not in ("", "."))
 
 
@@ -101,28 +99,26 @@ def _zip_entries(archive):
     """Check a zip's entries (names, types, sizes, ratios); return the files as Entries."""
     infos = archive.infolist()
     if not infos:
-        raise UnpackError(f"The zip is empty: it must hold {MODEL_ENTRY} and exercise_code/. {HOW_TO_BUILD}")
+        raise _refused(messages.EMPTY_ZIP)
     _check_counts(len(infos), sum(info.file_size for info in infos))
     entries, seen = [], set()
     for info in infos:
         parts = safe_parts(info.filename)
         mode = info.external_attr >> 16 if info.create_system == 3 else 0   # Unix zips carry st_mode
         if stat.S_ISLNK(mode):
-            raise UnpackError(f"The entry {info.filename!r} is a symlink; submissions may only hold "
-                              f"plain files. {HOW_TO_BUILD}")
+            raise _refused(messages.ENTRY_SYMLINK, name=info.filename)
         if info.is_dir() or stat.S_ISDIR(mode):
             continue
         if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
-            raise UnpackError(f"The entry {info.filename!r} is not a plain file. {HOW_TO_BUILD}")
+            raise _refused(messages.ENTRY_NOT_PLAIN, name=info.filename)
         if info.flag_bits & 0x1:
-            raise UnpackError(f"The entry {info.filename!r} is password-protected; submit an unencrypted zip.")
+            raise _refused(messages.ENCRYPTED, name=info.filename)
         if parts in seen:
-            raise UnpackError(f"The entry {info.filename!r} appears twice in the zip. {HOW_TO_BUILD}")
+            raise _refused(messages.TWICE, name=info.filename)
         seen.add(parts)
         if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            raise UnpackError(
-                f"The entry {info.filename!r} expands from {info.compress_size:,} to {info.file_size:,} bytes, "
-                f"more than {MAX_RATIO}x: this looks like a zip bomb. {HOW_TO_BUILD}")
+            raise _refused(messages.ZIP_BOMB, name=info.filename, packed=info.compress_size, size=info.file_size,
+                           ratio=MAX_RATIO)
         if not LEFT_OUT_DIRS & set(parts):
             entries.append(Entry(parts, info.file_size, lambda info=info: archive.open(info)))
     return entries
@@ -137,9 +133,9 @@ def _folder_entries(folder):
             path = Path(here) / name
             relative = path.relative_to(folder).as_posix()
             if path.is_symlink():
-                raise UnpackError(f"{relative} is a symlink; submissions may only hold plain files.")
+                raise _refused(messages.FILE_SYMLINK, path=relative)
             if name in files and not path.is_file():
-                raise UnpackError(f"{relative} is not a plain file.")
+                raise _refused(messages.FILE_NOT_PLAIN, path=relative)
         for name in sorted(files):
             path = Path(here) / name
             size = path.stat().st_size
@@ -151,17 +147,15 @@ def _folder_entries(folder):
 
 def _check_counts(files, total_bytes):
     if files > MAX_FILES:
-        raise UnpackError(f"The submission holds more than {MAX_FILES:,} files. {HOW_TO_BUILD}")
+        raise _refused(messages.TOO_MANY_FILES, limit=MAX_FILES)
     if total_bytes > MAX_TOTAL_BYTES:
-        raise UnpackError(f"The submission unpacks to more than {MAX_TOTAL_BYTES / 1e6:.0f} MB "
-                          f"({total_bytes / 1e6:,.0f} MB). {HOW_TO_BUILD}")
+        raise _refused(messages.TOO_LARGE, limit_mb=MAX_TOTAL_BYTES / 1e6, mb=total_bytes / 1e6)
 
 
 def _write_all(entries, dest):
     """Write the checked entries below dest, counting the bytes actually read."""
     if not entries:
-        raise UnpackError(f"The submission holds no files: it must hold {MODEL_ENTRY} and exercise_code/. "
-                          f"{HOW_TO_BUILD}")
+        raise _refused(messages.NO_FILES)
     written = 0
     for entry in entries:
         folder = dest
@@ -171,8 +165,7 @@ def _write_all(entries, dest):
                 try:
                     folder.mkdir(mode=0o755)
                 except OSError:
-                    raise UnpackError(f"{'/'.join(entry.parts)} and another entry clash "
-                                      "(a file where a folder should be).") from None
+                    raise _refused(messages.FOLDER_CLASH, path="/".join(entry.parts)) from None
                 folder.chmod(0o755)
         written += _write_file(folder / entry.parts[-1], entry, MAX_TOTAL_BYTES - written)
     return len(entries)
@@ -184,14 +177,18 @@ def _write_file(target, entry, budget):
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     except (FileExistsError, IsADirectoryError):
-        raise UnpackError(f"{'/'.join(entry.parts)} clashes with another entry of the submission.") from None
+        raise _refused(messages.FILE_CLASH, path="/".join(entry.parts)) from None
     count = 0
     with os.fdopen(fd, "wb") as out, entry.open() as stream:
         os.fchmod(fd, 0o644)
         while chunk := stream.read(CHUNK):
             count += len(chunk)
             if count > limit:  # more bytes than the header said: a lying zip bomb
-                raise UnpackError(f"{'/'.join(entry.parts)} holds more data than its size says "
-                                  f"({entry.size:,} bytes): this looks like a zip bomb. {HOW_TO_BUILD}")
+                raise _refused(messages.LYING_SIZE, path="/".join(entry.parts), size=entry.size)
             out.write(chunk)
     return count
+
+
+def _refused(template, **fields):
+    """The CheckFailed of the unpack check, its message one of messages' templates."""
+    return CheckFailed("unpack", template.format(**fields))

@@ -4,15 +4,17 @@ its predictions. grader/sandbox.py starts it, inside the jail (grader/jail.py), 
 
     python -I -B grader/worker.py SPEC_JSON
 
-SPEC_JSON says where the submission and the images are and which file
-descriptor takes the result. The worker never gets the labels or the path of
+SPEC_JSON says where the submission and the images are, and which file
+descriptors take the stages (a pipe) and the result (a file the grader reads
+once this process is gone). The worker never gets the labels or the path of
 the test file: only the images, as a uint8 .npy array of shape (N, 96, 96).
 
 This file uses the standard library until it imports the student's code. From
 then on nothing in this process can be trusted, so the grader reads one thing
 from it, the predictions, and checks and scores them itself. It writes JSON
-lines (never a pickle) to the result descriptor: one {"stage": ...} line as it
-enters each stage (so a timeout can say where it happened), then the result:
+lines (never a pickle): one {"stage": ...} line to the stage pipe as it enters
+each stage (so a timeout can say where it happened), then the result, to the
+result file:
 
     {"ok": true, "shape": [N, 30], "predictions": [N * 30 floats], "timings": {...}}
     {"ok": false, "stage": "import" | "model_file" | "build" | "load" | "predict",
@@ -40,7 +42,7 @@ def failure(stage, error):
             "traceback": text[-TRACEBACK_CHARS:], "out_of_memory": memory}
 
 
-def predict(spec, out):
+def predict(spec, stages):
     """Import the submission's code, rebuild its model, and predict the images. Returns the result dict."""
     timings, stage = {}, None
 
@@ -50,8 +52,8 @@ def predict(spec, out):
     def enter(name):
         nonlocal stage
         stage = name
-        out.write(json.dumps({"stage": name}) + "\n")
-        out.flush()
+        stages.write(json.dumps({"stage": name}) + "\n")
+        stages.flush()
 
     try:
         enter("startup")
@@ -76,10 +78,20 @@ def predict(spec, out):
         enter("predict")
         images = torch.from_numpy(np.load(spec["images"], allow_pickle=False))   # (N, 96, 96) uint8
         images = images.unsqueeze(1).float().div_(255)                         # (N, 1, 96, 96), as the dataset
-        outputs = []
+        outputs, channels_last = [], True
         with torch.inference_mode():
-            for batch in images.split(spec["batch_size"]):
-                output = model(batch)
+            # As exercise_code.evaluation feeds batches (same layout, same numbers): channels-last,
+            # unless the model cannot take it on the first batch (one that .view()s a feature map).
+            for number, batch in enumerate(images.split(spec["batch_size"])):
+                if channels_last:
+                    try:
+                        output = model(torch.empty_like(batch, memory_format=torch.channels_last).copy_(batch))
+                    except RuntimeError:
+                        if number > 0:
+                            raise
+                        channels_last = False
+                if not channels_last:
+                    output = model(batch)
                 if not isinstance(output, torch.Tensor):
                     raise TypeError(f"forward returned a {type(output).__name__}, not a tensor")
                 outputs.append(output.detach().float().cpu())                 # float32, as evaluate_model
@@ -93,10 +105,9 @@ def predict(spec, out):
 
 def main(argv):
     spec = json.loads(argv[1])
-    out = os.fdopen(spec["result_fd"], "w")
-    result = predict(spec, out)
-    out.write(json.dumps(result) + "\n")
-    out.flush()
+    result = predict(spec, os.fdopen(spec["stage_fd"], "w"))
+    with os.fdopen(spec["result_fd"], "w") as out:
+        out.write(json.dumps(result) + "\n")
     os._exit(0)  # skip atexit handlers and threads the student's code may have left behind
 
 

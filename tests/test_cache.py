@@ -1,10 +1,13 @@
 """The parse-once cache: used when valid, rebuilt when the CSV changes, never trusted when broken."""
-import tempfile
+import os
+import stat
 
 import numpy as np
 import pytest
 
+import exercise_code.util.atomic_file as atomic_file_module
 import exercise_code.util.cache as cache
+from exercise_code.util.atomic_file import atomic_file
 from exercise_code.util.cache import cache_path_for, load_keypoints_data
 
 
@@ -74,7 +77,7 @@ def test_unwritable_folder_still_loads(make_csv, monkeypatch, capsys):
     path = make_csv("training.csv")
     def refuse(*args, **kwargs):
         raise PermissionError("read-only folder")
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)   # atomic_file cannot create its temporary file
+    monkeypatch.setattr(atomic_file_module, "create_temporary", refuse)   # no temporary file can be made
     assert len(load_keypoints_data(path).images) == 3
     assert "cannot write the cache" in capsys.readouterr().out
     assert not cache_path_for(path).exists()
@@ -88,3 +91,21 @@ def test_failed_cache_write_leaves_no_files(make_csv, monkeypatch):
     monkeypatch.setattr(cache.np, "savez", disk_full)
     load_keypoints_data(path)
     assert sorted(p.name for p in path.parent.iterdir()) == ["training.csv"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_atomic_file_keeps_the_umask(tmp_path, umask, mode):
+    """Does atomic_file give a new file, and a replaced one, the mode open() would: 0666 less the umask?"""
+    path = tmp_path / "grades.csv"
+    path.write_text("old")
+    path.chmod(0o600 if mode == 0o644 else 0o644)   # the old file's mode is not kept either
+    for _ in ("replace", "create"):
+        old = os.umask(umask)
+        try:
+            with atomic_file(path, "w") as f:
+                f.write("new")
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE(path.stat().st_mode) == mode, oct(path.stat().st_mode)
+        assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == [path.name]
+        path.unlink()

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from grader import cli, release
 from grader.release import (
     REPO_ROOT, MarkerError, SOLUTION_PACKAGE, drifted_files, solution_files, strip_solutions,
 )
@@ -48,10 +49,30 @@ def test_unpaired_markers_are_errors(text, words):
         strip_solutions(text, "demo.py")
 
 
-def test_student_package_has_not_drifted():
-    """Is every student file exactly what its solution generates (run `python -m grader.release student`)?"""
+def test_student_package_has_not_drifted(student_files):
+    """Is every student file exactly what its solution generates (run `python -m grader release`)?"""
     assert solution_files(), "no solution files found"
-    assert drifted_files() == []
+    assert drifted_files(student_files) == []
+
+
+def test_release_check_exits_1_on_drift(student_files, monkeypatch, capsys):
+    """Does `python -m grader release --check` exit 0 when up to date, and 1 naming a drifted file, writing nothing?"""
+    monkeypatch.setattr(release, "student_versions", lambda: student_files)
+    monkeypatch.setattr(release, "write_student_files", lambda versions=None: pytest.fail("--check wrote files"))
+    assert cli.main(["release", "--check"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    layers = REPO_ROOT / "exercise_code" / "layers.py"
+    monkeypatch.setattr(release, "student_versions", lambda: {**student_files, layers: "# not what it is\n"})
+    assert cli.main(["release", "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "exercise_code/layers.py differs" in out and "python -m grader release" in out
+
+
+def test_release_writes_the_student_files(monkeypatch, capsys):
+    """Does `python -m grader release` regenerate the student files and say which it wrote?"""
+    monkeypatch.setattr(release, "write_student_files", lambda versions=None: [REPO_ROOT / "exercise_code" / "x.py"])
+    assert cli.main(["release"]) == 0
+    assert capsys.readouterr().out == "wrote exercise_code/x.py\n"
 
 
 def test_no_solution_code_in_student_files():

@@ -264,10 +264,11 @@ def build_submission(scenario, dest, model, *, spy_targets=(), spy_port=0, marke
     if scenario == "syntax_error":
         (networks / "keypoint_nn.py").write_text((networks / "keypoint_nn.py").read_text() + "\ndef broken(:\n")
         return zip_folder(work, zip_path)
-    if scenario == "forged_report":   # at import, write our result lines itself: a stage before its own
+    if scenario == "forged_report":   # at import, write the worker's lines itself: a stage before its own
         (networks / "__init__.py").write_text(
             "import json, os, sys\n"
             "spec = json.loads(sys.argv[1])\n"
+            "os.write(spec['stage_fd'], b'{\"stage\": \"startup\"}\\n')\n"
             "os.write(spec['result_fd'], b'{\"stage\": \"startup\"}\\n{\"ok\": false, \"stage\": \"startup\", '\n"
             "         b'\"error\": \"forged\", \"timings\": {\"predict_s\": NaN}}\\n')\n"
             "os._exit(0)\n")

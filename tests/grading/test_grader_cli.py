@@ -1,7 +1,9 @@
 """
-The command line and grade()'s batch behaviour: exit codes, configuration
-errors, re-runs, shards and merging. Most of these grade submissions that fail
-at unpacking (no worker starts), so they are quick; one runs a real submission.
+The command line (python -m grader VERB) and grade()'s batch behaviour: exit codes,
+configuration errors, re-runs, shards and merging. Most of these grade submissions
+that fail at unpacking (no worker starts), so they are quick; one runs a real
+submission. The release and bundle verbs are tested in tests/test_release.py and
+tests/test_bundle.py.
 """
 import json
 import re
@@ -16,6 +18,7 @@ from exercise_code.data import FacialKeypointsDataset
 from exercise_code.evaluation import evaluate_model
 from grader.api import GradingConfigError, _keep_private, grade
 from grader.release import REPO_ROOT
+from grader.results import merge_results
 from grading_scenarios import build_submission
 
 
@@ -29,7 +32,7 @@ def junk(folder, *names):
 
 def test_missing_test_file_is_a_usage_error(tmp_path, capsys):
     """Does a missing hidden test file exit 2 with a message that says what to pass, grading nothing?"""
-    code = cli.main([str(junk(tmp_path / "in", "a")), "--test-data", str(tmp_path / "nope"), "--out",
+    code = cli.main(["grade", str(junk(tmp_path / "in", "a")), "--test-data", str(tmp_path / "nope"), "--out",
                      str(tmp_path / "out")])
     assert code == 2 and not (tmp_path / "out").exists()
     assert "the hidden test file is not there. Pass --test-data" in capsys.readouterr().err
@@ -38,7 +41,7 @@ def test_missing_test_file_is_a_usage_error(tmp_path, capsys):
 def test_folder_without_test_csv_is_a_usage_error(tmp_path, capsys):
     """Is a --test-data folder without test.csv refused the same way?"""
     (tmp_path / "data").mkdir()
-    assert cli.main([str(junk(tmp_path / "in", "a")), "--test-data", str(tmp_path / "data"),
+    assert cli.main(["grade", str(junk(tmp_path / "in", "a")), "--test-data", str(tmp_path / "data"),
                      "--out", str(tmp_path / "out")]) == 2
     assert "test.csv: the hidden test file is not there" in capsys.readouterr().err
 
@@ -46,7 +49,7 @@ def test_folder_without_test_csv_is_a_usage_error(tmp_path, capsys):
 def test_unwritable_output_is_a_usage_error(tmp_path, hidden_subset, capsys):
     """Does an output folder that cannot be made exit 2, saying so?"""
     (tmp_path / "file").write_text("")
-    assert cli.main([str(junk(tmp_path / "in", "a")), "--test-data", str(hidden_subset),
+    assert cli.main(["grade", str(junk(tmp_path / "in", "a")), "--test-data", str(hidden_subset),
                      "--out", str(tmp_path / "file" / "out")]) == 2
     assert "Cannot write results to" in capsys.readouterr().err
 
@@ -58,14 +61,14 @@ def test_unwritable_output_is_a_usage_error(tmp_path, hidden_subset, capsys):
 ])
 def test_bad_options_are_usage_errors(tmp_path, hidden_subset, capsys, args, words):
     """Are impossible options refused with exit 2 and a reason?"""
-    assert cli.main([str(junk(tmp_path / "in", "a")), "--test-data", str(hidden_subset),
+    assert cli.main(["grade", str(junk(tmp_path / "in", "a")), "--test-data", str(hidden_subset),
                      "--out", str(tmp_path / "out"), *args]) == 2
     assert words in capsys.readouterr().err
 
 
 def test_missing_submission_is_a_usage_error(tmp_path, hidden_subset, capsys):
     """Is a submission path that does not exist (a typo) refused, not graded as a zero?"""
-    assert cli.main([str(tmp_path / "typo.zip"), "--test-data", str(hidden_subset),
+    assert cli.main(["grade", str(tmp_path / "typo.zip"), "--test-data", str(hidden_subset),
                      "--out", str(tmp_path / "out")]) == 2
     assert "typo.zip: no such file or folder" in capsys.readouterr().err
 
@@ -79,7 +82,7 @@ def test_hidden_data_inside_the_jail_is_refused():
 
 def test_bad_submissions_still_exit_0(tmp_path, hidden_subset, capsys):
     """Does a batch of broken submissions exit 0, with a result each, a table and a progress bar?"""
-    code = cli.main([str(junk(tmp_path / "in", "a", "b")), "--test-data", str(hidden_subset),
+    code = cli.main(["grade", str(junk(tmp_path / "in", "a", "b")), "--test-data", str(hidden_subset),
                      "--out", str(tmp_path / "out")])
     out, err = capsys.readouterr()
     assert code == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == \
@@ -97,10 +100,45 @@ def test_cli_defaults_are_the_apis(monkeypatch, tmp_path):
         return []
     fake_grade.__kwdefaults__ = grade.__kwdefaults__
     monkeypatch.setattr(cli, "grade", fake_grade)
-    assert cli.main(["x.zip", "--test-data", "t.csv", "--out", str(tmp_path)]) == 0
+    assert cli.main(["grade", "x.zip", "--test-data", "t.csv", "--out", str(tmp_path)]) == 0
     for name, default in grade.__kwdefaults__.items():
         if name not in ("progress", "scratch_dir"):
             assert seen[name] == default, name
+
+
+def test_without_a_verb_the_command_grades(monkeypatch, tmp_path):
+    """Is `python -m grader SUBMISSION... --test-data ...` (no verb, as before there were verbs) the grade verb?"""
+    calls = []
+
+    def fake_grade(**kwargs):
+        calls.append(kwargs)
+        return []
+    fake_grade.__kwdefaults__ = grade.__kwdefaults__
+    monkeypatch.setattr(cli, "grade", fake_grade)
+    args = ["x.zip", "y.zip", "--test-data", "t.csv", "--out", str(tmp_path), "--jobs", "2"]
+    assert cli.main(args) == 0 and cli.main(["grade", *args]) == 0
+    assert calls[0] == calls[1] and calls[0]["submissions"] == ["x.zip", "y.zip"] and calls[0]["jobs"] == 2
+
+
+def test_merge_defaults_are_the_apis(monkeypatch, tmp_path):
+    """Does `merge` without --force pass merge_results() its own default?"""
+    seen = {}
+
+    def fake_merge(**kwargs):
+        seen.update(kwargs)
+        return []
+    fake_merge.__kwdefaults__ = merge_results.__kwdefaults__
+    monkeypatch.setattr(cli, "merge_results", fake_merge)
+    assert cli.main(["merge", "m1", "m2", "--out", str(tmp_path)]) == 0
+    assert seen == {"result_dirs": ["m1", "m2"], "out_dir": str(tmp_path), **merge_results.__kwdefaults__}
+
+
+def test_help_lists_every_verb(capsys):
+    """Does `python -m grader --help` name the four verbs, and exit 0?"""
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert exit.value.code == 0 and all(verb in out for verb in ("grade", "merge", "release", "bundle"))
 
 
 def test_rerun_skips_graded_submissions_unless_forced(tmp_path, hidden_subset):
@@ -138,11 +176,11 @@ def test_shards_merge_into_the_full_gradebook(tmp_path, hidden_subset, capsys):
     """Do two shards grade disjoint halves that merge into what one run would give?"""
     submissions = junk(tmp_path / "in", "a", "b", "c", "d", "e")
     for k in (1, 2):
-        assert cli.main([str(submissions), "--test-data", str(hidden_subset), "--out", str(tmp_path / f"m{k}"),
-                         "--shard", f"{k}/2"]) == 0
+        assert cli.main(["grade", str(submissions), "--test-data", str(hidden_subset),
+                         "--out", str(tmp_path / f"m{k}"), "--shard", f"{k}/2"]) == 0
     one, two = ({p.stem for p in (tmp_path / f"m{k}").glob("*.json")} for k in (1, 2))
     assert one == {"a", "c", "e"} and two == {"b", "d"}
-    assert cli.merge_main([str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "all")]) == 0
+    assert cli.main(["merge", str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "all")]) == 0
     assert "Merged 5 results (0 scored)" in capsys.readouterr().out
     lines = (tmp_path / "all" / "grades.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["a", "b", "c", "d", "e"]
@@ -152,17 +190,17 @@ def test_merge_conflict_is_a_usage_error(tmp_path, hidden_subset, capsys):
     """Does merging two different results for one submission exit 2, naming the files?"""
     for k in (1, 2):
         grade(submissions=[junk(tmp_path / f"in{k}", "a")], test_data=hidden_subset, out_dir=tmp_path / f"m{k}")
-    assert cli.merge_main([str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "all")]) == 2
+    assert cli.main(["merge", str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "all")]) == 2
     assert "Different results for the same submission" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_grading_run_from_the_command_line(tmp_path, valid_model, hidden_subset, isolation):
-    """Does `python -m grader` grade a real submission to full points, print its table and exit 0?"""
+    """Does `python -m grader grade` grade a real submission to full points, print its table and exit 0?"""
     zip_path = build_submission("valid", tmp_path, valid_model)
-    command = [sys.executable, "-m", "grader", str(zip_path), "--test-data", str(hidden_subset),
+    command = [sys.executable, "-m", "grader", "grade", str(zip_path), "--test-data", str(hidden_subset),
                "--out", str(tmp_path / "out")]
-    run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     row = re.search(r"^valid\s+100\s+([\d.]+)\s+scored$", run.stdout, re.MULTILINE)
     assert row, run.stdout
@@ -172,9 +210,18 @@ def test_grading_run_from_the_command_line(tmp_path, valid_model, hidden_subset,
     assert "1/1" in run.stderr
 
     # Isolation "none", asked for by name: the grader runs, warns, and every result says so.
-    run = subprocess.run(command + ["--force", "--isolation", "none"], cwd=REPO_ROOT, capture_output=True,
+    run = subprocess.run(command + ["--force", "--isolation", "none"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0 and "warning: Grading with isolation 'none', as asked" in run.stderr
     result = json.loads((tmp_path / "out" / "valid.json").read_text())
     assert result["score"] == 100 and result["extra_data"]["isolation"] == "none"
     assert "NO isolation (asked for by name)" in result["extra_data"]["isolation_text"]
+
+
+def test_refuses_the_student_copy_of_exercise_code():
+    """Run from the repo root, where `python -m` finds the student copy first, does the grader refuse, in one line?"""
+    result = subprocess.run([sys.executable, "-m", "grader", "grade", "--help"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: The grader imported the student copy of exercise_code"), result.stderr
+    assert "Traceback" not in result.stderr and "python -P -m" in result.stderr

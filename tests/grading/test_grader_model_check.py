@@ -6,7 +6,8 @@ from torch import nn
 from exercise_code.util.limits import MAX_PARAMETERS
 from exercise_code.util.model_files import save_model
 from exercise_code.util.submission import MODEL_ENTRY
-from grader.model_check import ModelCheckError, check_parameters, find_model_file, read_plain_model
+from grader.errors import CheckFailed
+from grader.model_check import check_parameters, find_model_file, read_plain_model
 from grading_scenarios import HOARD_VALUES, SMALL, _Flat, _Hoarder, _Payload
 
 
@@ -33,7 +34,7 @@ def test_valid_model_passes(root):
 def test_missing_model_names_the_pt_files_found(root):
     """Is a model in the wrong place refused, saying where the grader looks and what it found?"""
     (root / MODEL_ENTRY).rename(root / "model.pt")
-    with pytest.raises(ModelCheckError, match=f"no {MODEL_ENTRY}. The .pt files in it: model.pt") as error:
+    with pytest.raises(CheckFailed, match=f"no {MODEL_ENTRY}. The .pt files in it: model.pt") as error:
         find_model_file(root)
     assert error.value.check == "model_file"
 
@@ -41,7 +42,7 @@ def test_missing_model_names_the_pt_files_found(root):
 def test_size_is_checked_before_loading(root):
     """Is a 21 MB file refused for its size, unread (garbage bytes would otherwise fail to load)?"""
     (root / MODEL_ENTRY).write_bytes(b"\0" * 21_000_000)
-    with pytest.raises(ModelCheckError, match="is 21.0 MB; it must be under 20 MB") as error:
+    with pytest.raises(CheckFailed, match="is 21.0 MB; it must be under 20 MB") as error:
         find_model_file(root)
     assert error.value.check == "model_file" and str(root) not in str(error.value)  # the name the student knows
 
@@ -52,7 +53,7 @@ def test_pickle_payload_is_refused_and_never_runs(root, tmp_path):
     contents = torch.load(root / MODEL_ENTRY, weights_only=True)
     contents["state_dict"]["extra"] = _Payload(marker)
     torch.save(contents, root / MODEL_ENTRY)
-    with pytest.raises(ModelCheckError, match="is not a model file saved by save_model") as error:
+    with pytest.raises(CheckFailed, match="is not a model file saved by save_model") as error:
         check_all(root)
     assert error.value.check == "plain_data" and not marker.exists()
 
@@ -60,7 +61,7 @@ def test_pickle_payload_is_refused_and_never_runs(root, tmp_path):
 def test_whole_module_pickle_is_refused(root):
     """Is a file made by torch.save(model) (a pickled nn.Module) refused, not unpickled?"""
     torch.save(nn.Linear(2, 2), root / MODEL_ENTRY)
-    with pytest.raises(ModelCheckError, match="is not a model file saved by save_model"):
+    with pytest.raises(CheckFailed, match="is not a model file saved by save_model"):
         check_all(root)
 
 
@@ -71,7 +72,7 @@ def test_other_class_is_refused(root):
             super().__init__()
             self.hparams, self.w = {}, nn.Parameter(torch.zeros(3))
     save_model(Other(), root / MODEL_ENTRY)
-    with pytest.raises(ModelCheckError, match="holds a Other, not a KeypointModel"):
+    with pytest.raises(CheckFailed, match="holds a Other, not a KeypointModel"):
         check_all(root)
 
 
@@ -83,7 +84,7 @@ def test_parameter_limit(root, count, allowed):
     if allowed:
         assert check_all(root) == count
     else:
-        with pytest.raises(ModelCheckError, match=f"has {count:,} parameters") as error:
+        with pytest.raises(CheckFailed, match=f"has {count:,} parameters") as error:
             check_all(root)
         assert error.value.check == "parameters"
 
@@ -96,6 +97,6 @@ def test_buffer_hoard_is_refused(root):
     assert sum(saved["state_dict"][name].numel() for name in saved["parameter_names"]) < 10_000   # the old count
     expected = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
     assert expected > HOARD_VALUES
-    with pytest.raises(ModelCheckError, match=f"has {expected:,} parameters, counting buffers") as error:
+    with pytest.raises(CheckFailed, match=f"has {expected:,} parameters, counting buffers") as error:
         check_parameters(saved)
     assert error.value.check == "parameters"

@@ -1,30 +1,53 @@
-"""Parallel grading: a process that dies loses only its own task, and we know which one."""
-import os
-import time
+"""Parallel grading: a grader crash on one submission loses only that submission, and we know which one."""
+import json
 
-from grader.parallel import run_isolated
-
-
-def square_or_die(x):
-    """A task that kills its process for x == 3 (like a segfault in a library would)."""
-    if x == 3:
-        os._exit(1)
-    time.sleep(0.05)
-    return x * x
+import grader.api as api
+from grader.api import grade
 
 
-def test_a_crash_loses_only_its_own_task():
-    """Does a process crash on one task leave every other result, and report that task as crashed?"""
-    results, crashed = {}, {}
-    run_isolated(square_or_die, [(x, (x,)) for x in range(6)], jobs=2,
-                 on_result=results.__setitem__, on_crash=crashed.__setitem__)
-    assert results == {0: 0, 1: 1, 2: 4, 4: 16, 5: 25}
-    assert list(crashed) == [3] and "died 2 times" in crashed[3]
+def junk(folder, *names):
+    """Submissions that are not zips: graded in a moment (no worker starts), each to a clear zero."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / f"{name}.zip").write_bytes(b"not a zip")
+    return folder
 
 
-def test_one_job_keeps_the_order():
-    """With one job, are tasks done in the order given?"""
-    order = []
-    run_isolated(square_or_die, [(x, (x,)) for x in (5, 1, 4)], jobs=1,
-                 on_result=lambda key, value: order.append(key), on_crash=None)
-    assert order == [5, 1, 4]
+def test_a_crash_loses_only_its_own_task(tmp_path, hidden_subset, monkeypatch):
+    """Does a grader crash on one submission leave every other result, and report that one as the grader's fault?"""
+    honest = api.grade_submission
+
+    def crash_on_c(source, name, context):
+        if name == "c":
+            raise MemoryError("the grader's machine ran out of memory")
+        return honest(source, name, context)
+    monkeypatch.setattr(api, "grade_submission", crash_on_c)
+    submissions, out = junk(tmp_path / "in", *"abcdef"), tmp_path / "out"
+    results = {r["extra_data"]["submission"]: r for r in grade(submissions=[submissions], test_data=hidden_subset,
+                                                                  out_dir=out, jobs=2)}
+    assert sorted(results) == list("abcdef") and sorted(p.stem for p in out.glob("*.json")) == list("abcdef")
+    for name in "abdef":
+        assert results[name]["tests"][0]["output"].startswith(f"{name}.zip is not a zip file")
+        assert not results[name]["extra_data"]["grader_error"]
+    crashed = results["c"]
+    assert crashed["score"] == 0 and "The grader itself failed on this submission (MemoryError)" in crashed["output"]
+    assert "ran out of memory" in crashed["extra_data"]["grader_error"]   # the details, for the instructors
+
+    monkeypatch.setattr(api, "grade_submission", honest)   # the next run grades it again, and only it
+    before = {p.stem: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    grade(submissions=[submissions], test_data=hidden_subset, out_dir=out, jobs=2)
+    after = {p.stem: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    assert [name for name in before if before[name] != after[name]] == ["c"]
+    assert json.loads((out / "c.json").read_text())["extra_data"]["grader_error"] is None
+
+
+def test_one_job_keeps_the_order(tmp_path, hidden_subset, monkeypatch):
+    """With one job, are submissions graded in the order given?"""
+    order, honest = [], api.grade_submission
+
+    def recording(source, name, context):
+        order.append(name)
+        return honest(source, name, context)
+    monkeypatch.setattr(api, "grade_submission", recording)
+    grade(submissions=[junk(tmp_path / "in", "e", "b", "d", "a")], test_data=hidden_subset, out_dir=tmp_path / "out")
+    assert order == ["a", "b", "d", "e"]   # submission order: by name

@@ -1,26 +1,28 @@
 """Result files and the gradebook: Gradescope's shape, strict JSON, ranking, merging shards."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from grader.pipeline import Context, make_result
+from grader.pipeline import STEPS, Context, Submission, make_result
 from grader.points import PointsRule
 from grader.results import (
-    MergeError, merge_results, read_results, write_gradebook, write_json_atomic,
+    MergeError, Result, merge_results, read_results, write_gradebook, write_json_atomic,
 )
 from grader.jail import Limits
 
 
 def result(name, raw, failure=None, points=PointsRule()):
-    """A result as the pipeline makes it, without grading anything."""
+    """A result as the pipeline makes it, without grading anything (its JSON, as written to disk)."""
     context = Context(images=None, targets=np.zeros((8, 15, 2), np.float32), scratch=None,
                       limits=Limits(10, 512), isolation="jail", points=points, key="k")
-    passed = {} if failure else {c: "ok" for c in ("unpack", "model_file", "plain_data", "parameters", "code",
-                                                   "predictions")}
-    return make_result(name=name, source=f"/in/{name}.zip", context=context, passed=passed, failure=failure,
-                       raw_score=None if failure else raw, timings={"total_s": 1.0})
+    work = Submission(source=Path(f"/in/{name}.zip"), context=context, raw_score=None if failure else raw,
+                      timings={"total_s": 1.0})
+    failed_at, message = failure or (None, None)
+    passed = ["ok"] * ([step.name for step in STEPS].index(failed_at) if failure else len(STEPS))
+    return make_result(name, work, passed, message).to_json()
 
 
 def write(folder, *results):
@@ -88,10 +90,20 @@ def test_merge_into_one_of_its_inputs(tmp_path):
     one = write(tmp_path / "one", result("a", 150.0))
     two = write(tmp_path / "two", result("b", 120.0))
     merge_results(result_dirs=[two], out_dir=one)
-    assert [r["extra_data"]["submission"] for r in read_results(one)] == ["a", "b"]
+    assert [r.submission for r in read_results(one)] == ["a", "b"]
 
 
 def test_merge_refuses_a_missing_folder(tmp_path):
     """Is a result folder that does not exist an error, not an empty merge?"""
     with pytest.raises(MergeError, match="is not a folder of results"):
         merge_results(result_dirs=[tmp_path / "nope"], out_dir=tmp_path / "all")
+
+
+def test_result_reads_back_from_its_json(tmp_path):
+    """Does a Result read from its file give back the very same JSON, for a scored and an unscored one?"""
+    for r in (result("a", float("inf")), result("z", None, failure=("code", "It broke."))):
+        write(tmp_path, r)
+        assert Result.from_json(json.loads((tmp_path / f"{r['extra_data']['submission']}.json").read_text())) \
+            .to_json() == r
+    with pytest.raises(ValueError, match="not a result"):
+        Result.from_json({"not": "a result"})

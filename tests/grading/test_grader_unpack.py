@@ -7,7 +7,8 @@ import zipfile
 import pytest
 
 import grader.unpack as unpack_module
-from grader.unpack import Entry, UnpackError, _write_file, find_submission_root, safe_parts, unpack
+from grader.errors import CheckFailed
+from grader.unpack import Entry, _write_file, find_submission_root, safe_parts, unpack
 
 VALID = {"models/keypoint_model.pt": b"weights", "exercise_code/__init__.py": b"", "exercise_09/a.ipynb": b"{}"}
 
@@ -40,7 +41,7 @@ def test_paths_that_leave_the_folder_are_refused(tmp_path, name, words):
     """Is an entry that would land outside dest refused before anything is written?"""
     dest = tmp_path / "deep" / "out"
     dest.parent.mkdir()   # where "../evil.py" would land
-    with pytest.raises(UnpackError, match=words):
+    with pytest.raises(CheckFailed, match=words):
         unpack(make_zip(tmp_path / "s.zip", {**VALID, name: b"x"}), dest)
     assert not list(tmp_path.rglob("evil.py")) and not os.path.exists("/tmp/evil.py")
     assert not (dest / "models").exists()   # all entries are checked first: nothing was written
@@ -55,7 +56,7 @@ def test_links_and_special_files_are_refused(tmp_path, kind, content, words):
     """Is an entry that is a symlink, a FIFO or a device refused?"""
     entry = zipfile.ZipInfo("exercise_code/data.csv")
     entry.create_system, entry.external_attr = 3, (kind | 0o777) << 16   # Unix st_mode, as zip -y writes it
-    with pytest.raises(UnpackError, match=words):
+    with pytest.raises(CheckFailed, match=words):
         unpack(make_zip(tmp_path / "s.zip", {**VALID, entry: content}), tmp_path / "out")
 
 
@@ -63,20 +64,20 @@ def test_too_many_files_are_refused(tmp_path, monkeypatch):
     """Is a zip with more entries than the bound refused?"""
     monkeypatch.setattr(unpack_module, "MAX_FILES", 10)
     entries = {f"exercise_code/f{i}.py": b"" for i in range(11)}
-    with pytest.raises(UnpackError, match="more than 10 files"):
+    with pytest.raises(CheckFailed, match="more than 10 files"):
         unpack(make_zip(tmp_path / "s.zip", entries), tmp_path / "out")
 
 
 def test_too_many_bytes_are_refused(tmp_path, monkeypatch):
     """Is a zip whose files add up to more than the bound refused (random bytes: no bomb ratio)?"""
     monkeypatch.setattr(unpack_module, "MAX_TOTAL_BYTES", 1_000_000)
-    with pytest.raises(UnpackError, match="more than 1 MB"):
+    with pytest.raises(CheckFailed, match="more than 1 MB"):
         unpack(make_zip(tmp_path / "s.zip", {**VALID, "big.bin": os.urandom(1_200_000)}), tmp_path / "out")
 
 
 def test_zip_bomb_ratio_is_refused(tmp_path):
     """Is an entry that expands more than 100x (and past 1 MB) refused as a zip bomb?"""
-    with pytest.raises(UnpackError, match="looks like a zip bomb"):
+    with pytest.raises(CheckFailed, match="looks like a zip bomb"):
         unpack(make_zip(tmp_path / "s.zip", {**VALID, "zeros.bin": bytes(5_000_000)}), tmp_path / "out")
 
 
@@ -88,7 +89,7 @@ def test_small_files_may_compress_well(tmp_path):
 def test_more_bytes_than_declared_are_refused(tmp_path):
     """Does the writer stop at the declared size, whatever the zip header said?"""
     entry = Entry(("x.bin",), 10, lambda: io.BytesIO(b"y" * 100))
-    with pytest.raises(UnpackError, match="holds more data than its size says"):
+    with pytest.raises(CheckFailed, match="holds more data than its size says"):
         _write_file(tmp_path / "x.bin", entry, budget=1_000)
 
 
@@ -98,7 +99,7 @@ def test_duplicate_entries_are_refused(tmp_path):
     with pytest.warns(UserWarning), zipfile.ZipFile(path, "w") as archive:   # zipfile warns about duplicates
         for name, data in [*VALID.items(), ("models/keypoint_model.pt", b"other")]:
             archive.writestr(name, data)
-    with pytest.raises(UnpackError, match="appears twice"):
+    with pytest.raises(CheckFailed, match="appears twice"):
         unpack(path, tmp_path / "out")
 
 
@@ -112,7 +113,7 @@ def test_encrypted_entry_is_refused(tmp_path):
             data[start + offset] |= 1
             start += 4
     path.write_bytes(bytes(data))
-    with pytest.raises(UnpackError, match="password-protected"):
+    with pytest.raises(CheckFailed, match="password-protected"):
         unpack(path, tmp_path / "out")
 
 
@@ -125,13 +126,13 @@ def test_not_a_zip(tmp_path, content, words):
     """Is a file that is not a zip refused, saying what it starts with?"""
     path = tmp_path / "s.zip"
     path.write_bytes(content)
-    with pytest.raises(UnpackError, match=words):
+    with pytest.raises(CheckFailed, match=words):
         unpack(path, tmp_path / "out")
 
 
 def test_empty_zip(tmp_path):
     """Is an empty zip refused, saying what it must hold?"""
-    with pytest.raises(UnpackError, match="The zip is empty: it must hold models/keypoint_model.pt"):
+    with pytest.raises(CheckFailed, match="The zip is empty: it must hold models/keypoint_model.pt"):
         unpack(make_zip(tmp_path / "s.zip", {}), tmp_path / "out")
 
 
@@ -163,7 +164,7 @@ def test_folder_with_symlink_is_refused(tmp_path):
         (source / "models").mkdir(parents=True)
         (tmp_path / "secret.csv").write_text("labels")
         (source / "models" / "link").symlink_to(target)
-        with pytest.raises(UnpackError, match="is a symlink"):
+        with pytest.raises(CheckFailed, match="is a symlink"):
             unpack(source, tmp_path / f"out-{target.name}")
 
 

@@ -146,10 +146,10 @@ def my_kernel_folders():
 def test_install_writes_the_kernelspec_once(tmp_path):
     """Does `python -m grader.kernel_jail install` write a kernelspec naming the jail, and leave it be next time?"""
     command = [sys.executable, "-m", "grader.kernel_jail", "install", "--prefix", str(tmp_path)]
-    subprocess.run(command, check=True, cwd=REPO_ROOT, capture_output=True)
+    subprocess.run(command, check=True, cwd=tmp_path, capture_output=True)
     path = tmp_path / "share" / "jupyter" / "kernels" / KERNEL_NAME / "kernel.json"
     first = path.stat().st_mtime_ns
-    subprocess.run(command, check=True, cwd=REPO_ROOT, capture_output=True)
+    subprocess.run(command, check=True, cwd=tmp_path, capture_output=True)
     assert path.stat().st_mtime_ns == first                # idempotent: not even rewritten
     spec = json.loads(path.read_text())
     assert spec["argv"] == [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
@@ -504,10 +504,10 @@ time.sleep(1000)
 
 @pytest.mark.jail
 @pytest.mark.slow
-def test_sigkilled_grader_leaves_no_kernel_and_its_folder_is_swept(kernelspec, isolation, course):
+def test_sigkilled_grader_leaves_no_kernel_and_its_folder_is_swept(kernelspec, isolation, course, tmp_path):
     """When nbgrader is SIGKILLed, does its jailed kernel die with it, and a sweep remove its folder (and only its)?"""
     alice = course / "course" / "autograded" / "alice" / "exercise_09"
-    grader = subprocess.Popen([sys.executable, "-c", GRADER_KILLED, KERNEL_NAME, str(alice)], cwd=REPO_ROOT,
+    grader = subprocess.Popen([sys.executable, "-c", GRADER_KILLED, KERNEL_NAME, str(alice)], cwd=tmp_path,
                               stdout=subprocess.PIPE, text=True)
     try:
         uid = int(grader.stdout.readline())
