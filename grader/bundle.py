@@ -21,7 +21,6 @@ import string
 import zipfile
 from pathlib import Path
 
-
 from . import release
 from .trusted import ASSIGNMENT, MAX_FILE_BYTES, MAX_PARAMETERS, MODEL_ENTRY, atomic_file, submission_files
 

@@ -11,10 +11,11 @@ object other than tensors and plain containers, so a payload never runs.
 """
 from pathlib import Path
 
-
 from . import messages
 from .errors import CheckFailed
-from .trusted import count_saved_parameters, file_size_problem, MODEL_ENTRY, ModelFileError, parameter_problem, read_model_file
+from .trusted import (
+    MODEL_ENTRY, ModelFileError, count_saved_parameters, file_size_problem, parameter_problem, read_model_file,
+)
 
 
 def find_model_file(root):

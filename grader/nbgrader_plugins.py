@@ -26,13 +26,12 @@ from nbgrader.plugins.export import CsvExportPlugin
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer, List, Unicode
 
-
 from . import jail
 from .errors import CheckFailed
 from .kernel_jail import METADATA_KEY as METADATA
 from .kernel_jail import DATA_ENV, StudentCodeIsolation, stop_autograde
 from .results import write_text_atomic
-from .trusted import ASSIGNMENT, file_sha256, MODEL_ENTRY
+from .trusted import ASSIGNMENT, MODEL_ENTRY, file_sha256
 from .trusted_checks import CELLS, run_checks
 from .unpack import find_submission_root, unpack
 

@@ -26,7 +26,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-
 from . import messages
 from .errors import CheckFailed, GraderError
 from .jail import DESCRIPTIONS, Limits

@@ -115,11 +115,6 @@ def run_nbgrader(args, cwd, env=None, check=True):
     return run
 
 
-def student_notebook(text):
-    """The student version (JSON) of one source notebook's JSON; see generate_assignment."""
-    return generate_assignment({"notebook.ipynb": text})["notebook.ipynb"]
-
-
 def solution_files():
     """Relative paths (e.g. data/facial_keypoints_dataset.py) of the files of the solved package."""
     return sorted(p.relative_to(SOLUTION_PACKAGE) for p in SOLUTION_PACKAGE.rglob("*.py"))

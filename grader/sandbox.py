@@ -22,7 +22,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from . import jail
 from .trusted import MODEL_ENTRY
 

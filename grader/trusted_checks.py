@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 from . import jail
 from .errors import CheckFailed
 from .model_check import check_parameters, find_model_file, read_plain_model

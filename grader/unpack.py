@@ -19,7 +19,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-
 from . import messages
 from .errors import CheckFailed
 from .trusted import LEFT_OUT_DIRS

@@ -72,6 +72,7 @@ def main(argv=None):
 
     print(f"[3/7] Training the reference model (a budget of {args.minutes:g} minutes)")
     model, history = train_reference(data_dir, args.minutes, log=lambda line: print(f"      {line}"))
+    print(f"      the trained model scores {evaluate_model(model, splits['val']):.1f} on val")
 
     print("[4/7] Drawing validation faces with its predictions")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,13 @@
 """The README's main job and the benchmark script run end to end."""
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 from grader.release import REPO_ROOT
+from solutions import train_reference
 
 
 def run(args):
@@ -16,13 +18,21 @@ def run(args):
 
 @pytest.mark.slow
 def test_end_to_end(train_zip, test_zip, tmp_path):
-    """Does solutions/end_to_end.py go from the data zips to a graded submission, printing the score?"""
+    """
+    Does solutions/end_to_end.py go from the data zips to a graded submission, printing the score?
+    And does the reference recipe, on the CI budget, pass the course threshold (score >= 100), on val
+    as the training loop measured it and evaluate_model gives it, and on the hidden test split?
+    """
     result = run(["solutions/end_to_end.py", "--source", str(train_zip), "--test-source", str(test_zip),
                   "--data-dir", str(tmp_path / "data"), "--test-data-dir", str(tmp_path / "hidden"),
-                  "--out", str(tmp_path / "out"), "--minutes", "0.5"])
+                  "--out", str(tmp_path / "out"), "--minutes", str(train_reference.CI_MINUTES)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "train 2369, val 472, test 398 faces" in result.stdout
-    assert "score on the hidden test split: " in result.stdout
+    last_epoch = float(re.findall(r"val score ([\d.]+)", result.stdout)[-1])      # the training loop's
+    val_score = float(re.search(r"the trained model scores ([\d.]+) on val", result.stdout)[1])
+    test_score = float(re.search(r"score on the hidden test split: ([\d.]+)", result.stdout)[1])
+    print(f"reference after {train_reference.CI_MINUTES} minutes: val {val_score}, hidden test {test_score}")
+    assert val_score == pytest.approx(last_epoch, abs=0.1) and val_score >= 100 and test_score >= 100
     assert (tmp_path / "out" / "faces.png").stat().st_size > 10_000
     assert (tmp_path / "out" / "exercise_09.zip").is_file()
     assert (tmp_path / "out" / "grades" / "grades.csv").is_file()

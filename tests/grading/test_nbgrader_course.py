@@ -44,7 +44,8 @@ from grader.release import (ASSIGNMENT, REPO_ROOT, SOLUTION_NOTEBOOKS, STUDENT_N
 from grading_scenarios import VALID
 from hostile_students import Listener, MARKER, SAFETY_CATCH, build_hostile
 
-pytestmark = pytest.mark.slow
+# The whole term runs once, in the first test's setup (about 5 minutes on 2 cores): a longer time limit.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 HIDDEN_ROWS = 64
 CELL_TIMEOUT_S = 20
@@ -149,7 +150,7 @@ def course(tmp_path_factory, data_dir, val_set, test_data_dir, valid_model, isol
     hidden.write_text("".join(lines[: HIDDEN_ROWS + 1]))
 
     env = {key: value for key, value in os.environ.items() if key != "NBGRADER_EXECUTION"}
-    env.update(PYTHONPATH=str(REPO_ROOT), FACIAL_KEYPOINTS_DIR=str(data_dir), MPLBACKEND="Agg",
+    env.update(FACIAL_KEYPOINTS_DIR=str(data_dir), MPLBACKEND="Agg",
                # An instructor who still exports the hidden data's path, as an old README said: mallory
                # reads every process's environment, so it must not help her.
                FACIAL_KEYPOINTS_HIDDEN_TEST=str(hidden))
