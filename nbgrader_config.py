@@ -18,6 +18,7 @@ from pathlib import Path
 from nbgrader.converters import GenerateAssignment
 
 from grader.nbgrader_plugins import SUBMISSION_FILE_REGEXP
+from grader.trusted import ASSIGNMENT, MODEL_ENTRY
 
 HERE = Path(__file__).resolve().parent
 
@@ -65,7 +66,7 @@ c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".py", ".pt"]
 # --- Autograding.
 # Autograde copies every non-notebook file of the source folder over the student's files;
 # a model left there (say by validating a source notebook) must never replace theirs.
-c.Autograde.exclude_overwriting = {"exercise_09": ["models/keypoint_model.pt"]}
+c.Autograde.exclude_overwriting = {ASSIGNMENT: [MODEL_ENTRY]}
 # Per cell. Graded runs never train (the notebooks check NBGRADER_EXECUTION), so no
 # cell needs long; one that does is stuck. grader.nbgrader_plugins.FlaggedCsvExport
 # marks submissions whose autograde did not finish, which nbgrader's CSV shows as 0.0.
