@@ -152,6 +152,6 @@ def test_command_line_error_is_one_clear_line(tmp_path):
     """Does the CLI print 'error: ...' and exit 1, with no traceback?"""
     result = subprocess.run(
         [sys.executable, "-m", "exercise_code.util.download", "--source", str(tmp_path / "x.zip"),
-         "--dest", str(tmp_path / "d")], capture_output=True, text=True)
+         "--dest", str(tmp_path / "d")], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr

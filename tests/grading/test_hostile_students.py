@@ -27,9 +27,10 @@ def test_mallory_forges_a_perfect_score_unjailed_and_nothing_jailed(tmp_path, hi
     submission = create_submission_zip(model_path=model_path, out_dir=tmp_path, pack_root=pack)
     # Unjailed, as an instructor's `python -m grader` run: its command line names the hidden file, and
     # mallory reads every process's command line (a walk of the disk alone may run out of time).
-    command = [sys.executable, "-m", "grader", str(submission), "--test-data", str(hidden_subset),
+    command = [sys.executable, "-m", "grader", "grade", str(submission), "--test-data", str(hidden_subset),
                "--out", str(tmp_path / "none"), "--isolation", "none"]
-    assert subprocess.run(command, capture_output=True, text=True, timeout=600).returncode == 0
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
     unjailed = json.loads((tmp_path / "none" / f"{submission.stem}.json").read_text())
     jailed = grade(submissions=[submission], test_data=hidden_subset, out_dir=tmp_path / "jail")[0]
     assert unjailed["score"] == 100 and unjailed["extra_data"]["raw_score"] > 1e6, unjailed["output"]   # real
