@@ -19,6 +19,7 @@ adds an attack; the grade must be exactly what the real work earns.
 build_hostile(name, pack, ...) turns a student's workspace into that student's.
 """
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -27,8 +28,9 @@ import nbformat
 MARKER = "mallory-was-here-7f3a"   # written by every write of mallory's that lands
 # Mallory vandalizes only a course folder holding this file, which the tests' course has: run
 # unjailed on a developer's machine (as one test does, to prove her attack is real), she must
-# never damage a real course.
-SAFETY_CATCH = ".hostile-tests-may-write-here"
+# never damage a real course, nor the course of another test session running beside this one
+# (she finds courses through every process's cwd): the name carries this session's process id.
+SAFETY_CATCH = f".hostile-tests-may-write-here-{os.getpid()}"
 
 # Mallory's module: imported by her keypoint_nn.py, so it runs wherever her code runs.
 MALLORY = r'''
