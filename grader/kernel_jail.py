@@ -43,7 +43,6 @@ from traitlets import Enum, Integer, Unicode
 from traitlets.config import Configurable
 
 from . import jail
-from .trusted import atomic_file
 
 KERNEL_NAME = "facial-keypoints-jail"       # the kernelspec's name
 PROVISIONER_NAME = "facial-keypoints-jail"  # the entry point's name (pyproject.toml)
@@ -351,6 +350,9 @@ def install(prefix=sys.prefix):
     if path.is_file() and path.read_text() == text:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Imported here: grader.trusted imports torch, which jupyter_client, loading this provisioner
+    # for every kernel it starts, never needs.
+    from .trusted import atomic_file
     with atomic_file(path, "w") as f:
         os.fchmod(f.fileno(), 0o644)   # every user of this environment reads it
         f.write(text)

@@ -604,3 +604,10 @@ def test_nbgrader_autograde_stops_without_the_jail(kernelspec, isolation, tiny_c
     graded = nbformat.read(tiny_course / "autograded" / "alice" / "ps1" / "p1.ipynb", as_version=4)
     assert graded.metadata[METADATA_KEY] == {"isolation": "jail"} and stdout(graded.cells[0])
 
+
+
+def test_the_provisioner_loads_without_torch(tmp_path):
+    """jupyter_client imports this module for every kernel it starts: does it stay light (no torch)?"""
+    code = "import sys, grader.kernel_jail; print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "False", run.stderr
