@@ -30,7 +30,7 @@ from .points import PointsRule
 from .results import read_result, write_gradebook, write_json_atomic
 from .sandbox import IsolationError, detect_isolation, exposed_paths
 from .trusted import DataFormatError, file_sha256, pixels_to_unit, read_keypoints_csv
-from .unpack import find_submission_root, holds_submission
+from .unpack import find_submission_root, holds_submission, submission_sha256
 
 # The instructors' hidden test zip, by name: its SHA-256 (kept out of the student package).
 HIDDEN_TEST_SHA256 = {"facial_keypoints_test.zip": "e09ca5ca7d6cbe85bb94d02027b081dfc679714e90a2fc11f115fdcf7c45ffb8"}
@@ -48,13 +48,15 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
     Grade submissions on the hidden test split.
 
     Inputs:
-    - submissions: Paths: .zip files, unpacked submission folders, or folders of .zip files
+    - submissions: Paths: .zip files, unpacked submission folders, or folders of .zip files;
+      or a dict {name: path of a .zip or submission folder} that names them (say, by student id)
     - test_data: The hidden test CSV, or a folder holding test.csv
     - out_dir: Folder for the results (created)
     - jobs: Submissions graded at once, each by its own worker process (one CPU core each)
     - timeout_s: Wall-clock seconds for one submission's worker (start, import, load, predict)
     - memory_mb: Address-space limit of the worker, in MB
-    - force: Grade again submissions that out_dir already holds a result for
+    - force: Grade again submissions that out_dir already holds a result for. Without it, a result is
+      reused only if it was graded with the same settings and the submission's content is unchanged
     - max_points, full_points_at, zero_points_at: The PointsRule (see grader/points.py)
     - shard: "K/N" grades only the K-th of N equal shares of the submissions (for several machines)
     - isolation: "jail" (bubblewrap, see grader/jail.py; "auto" is the same) or, only when asked for by name,
@@ -87,17 +89,30 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
     out_dir = _writable_dir(out_dir)
     _keep_private(isolation, test_csv=test_csv, out_dir=out_dir)
     named = _select_shard(find_submissions(submissions), shard)
-    data = _read_test_data(test_csv)
-    key = hashlib.sha256(f"{file_sha256(test_csv)} {json.dumps(points.as_dict())} v{RESULTS_VERSION}".encode()).hexdigest()
+    # A result is reused only for the same hidden data, points rule, limits, isolation and grader version,
+    # and only for the same submission content.
+    settings = {"test_sha256": file_sha256(test_csv), "points": points.as_dict(), "isolation": isolation,
+                "timeout_s": timeout_s, "memory_mb": memory_mb, "version": RESULTS_VERSION}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
     results, todo = {}, []
     for name, source in named:
+        digest = submission_sha256(source)
         previous = None if force else read_result(out_dir / f"{name}.json")
-        if previous and previous.extra.get("key") == key and not previous.extra.get("grader_error"):
+        if (previous and digest and previous.extra.get("key") == key
+                and previous.extra.get("source_sha256") == digest and not previous.extra.get("grader_error")):
             results[name] = previous
         else:
-            todo.append((name, source))
+            todo.append((name, source, digest))
+    if todo:
+        _grade_all(todo, results, _read_test_data(test_csv), out_dir,
+                   dict(limits=limits, isolation=isolation, points=points, key=key), jobs, scratch_dir, progress)
+    write_gradebook(out_dir)
+    return [results[name].to_json() for name, _ in named]
 
+
+def _grade_all(todo, results, data, out_dir, settings, jobs, scratch_dir, progress):
+    """Grade each (name, source, digest) of todo, `jobs` at once; write each result as soon as it is done."""
     if scratch_dir is not None:
         Path(scratch_dir).mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="grader-run-", dir=scratch_dir))
@@ -109,17 +124,18 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
         np.save(images, data.images)                        # images only: the labels stay in this process
         images.chmod(0o644)                                 # the worker's unprivileged user reads it
         targets = pixels_to_unit(torch.from_numpy(data.keypoints)).numpy()   # (N, 15, 2), as the dataset
-        context = Context(images=images, targets=targets, scratch=run_dir, limits=limits, isolation=isolation,
-                          points=points, key=key)
+        context = Context(images=images, targets=targets, scratch=run_dir, **settings)
 
-        def grade_one(name, source):
+        def grade_one(name, source, digest):
             try:
-                return grade_submission(source, name, context)
+                result = grade_submission(source, name, context)
             except Exception as error:   # a bug of ours outside the checks: this submission's result says so
-                return grader_failed(source, name, context, error)
+                result = grader_failed(source, name, context, error)
+            result.extra["source_sha256"] = digest
+            return result
 
-        futures = {pool.submit(grade_one, name, source): name for name, source in todo}   # in order, with 1 job
-        with tqdm(total=len(todo), unit="submission", disable=not progress or not todo, file=sys.stderr) as bar:
+        futures = {pool.submit(grade_one, *job): job[0] for job in todo}   # in order, with 1 job
+        with tqdm(total=len(todo), unit="submission", disable=not progress, file=sys.stderr) as bar:
             for future in as_completed(futures):
                 name = futures[future]
                 results[name] = future.result()
@@ -128,8 +144,6 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
     finally:
         pool.shutdown(wait=True, cancel_futures=True)   # interrupted: start no more, wait for those running
         shutil.rmtree(run_dir, ignore_errors=True)
-    write_gradebook(out_dir)
-    return [results[name].to_json() for name, _ in named]
 
 
 def find_submissions(paths):
@@ -139,7 +153,22 @@ def find_submissions(paths):
     A path may be a .zip (or any file: it is graded, and refused if it is not a
     zip), an unpacked submission folder, or a folder of .zip files and
     submission folders. Names are file names without .zip, made safe for file names.
+    A dict {name: path} names its submissions itself.
     """
+    if isinstance(paths, dict):
+        found = [(name, Path(path)) for name, path in paths.items()]
+    else:
+        found = [(path.name.removesuffix(".zip"), path) for path in _submission_paths(paths)]
+    named = sorted((re.sub(r"[^A-Za-z0-9._-]", "_", name) or "submission", path) for name, path in found)
+    duplicates = sorted({name for name, _ in named if sum(n == name for n, _ in named) > 1})
+    if duplicates:
+        raise GradingConfigError(f"Several submissions have the same name: {', '.join(duplicates[:10])}. "
+                                 "Grade them into separate output folders, or rename them.")
+    return named
+
+
+def _submission_paths(paths):
+    """The .zip files and submission folders that paths name (see find_submissions)."""
     found = []
     for path in map(Path, paths):
         if not path.exists():
@@ -152,12 +181,7 @@ def find_submissions(paths):
             raise GradingConfigError(f"{path} is neither a submission (no models/ or exercise_code/ in it) "
                                      "nor a folder of submission .zip files")
         found += inside
-    named = sorted((re.sub(r"[^A-Za-z0-9._-]", "_", p.name.removesuffix(".zip")) or "submission", p) for p in found)
-    duplicates = sorted({name for name, _ in named if sum(n == name for n, _ in named) > 1})
-    if duplicates:
-        raise GradingConfigError(f"Several submissions have the same name: {', '.join(duplicates[:10])}. "
-                                 "Grade them into separate output folders, or rename them.")
-    return named
+    return found
 
 
 def _is_submission_folder(path):

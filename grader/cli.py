@@ -3,11 +3,13 @@ The pack's one command. Each verb is a thin layer over an API function, whose
 defaults it reads from the function itself:
 
     python -m grader grade SUBMISSION... --test-data PATH --out DIR [--jobs N] [--timeout S] [--force]
+    python -m grader autograde ASSIGNMENT --test-data PATH [--jobs N] [--force] [-- NBGRADER_OPTION...]
     python -m grader merge RESULTS_DIR... --out DIR [--force]
     python -m grader release [--check]
     python -m grader bundle [--out ZIP]
 
-grade and merge are grader.api.grade and grader.results.merge_results; release is
+grade and merge are grader.api.grade and grader.results.merge_results; autograde is
+grader.class_autograde.autograde_class; release is
 grader.release.write_student_files (or drifted_files, with --check); bundle is
 grader.bundle.build_bundle. Without a verb, `python -m grader SUBMISSION...` grades.
 
@@ -35,7 +37,12 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] not in VERBS and not argv[0].startswith("-"):
         argv = ["grade", *argv]   # no verb: grading is what `python -m grader` did before it had verbs
-    args = build_parser().parse_args(argv)
+    argv, extra = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if extra and not getattr(args, "takes_extra", False):
+        parser.error(f"{args.verb} takes no options after --")
+    args.extra = extra
     return args.run(args)
 
 
@@ -182,7 +189,53 @@ def run_bundle(args):
     return 0
 
 
-VERBS = {"grade": add_grade, "merge": add_merge, "release": add_release, "bundle": add_bundle}
+def add_autograde(verbs):
+    parser = verbs.add_parser(
+        "autograde", help="nbgrader autograde of a whole class, several students at once",
+        description="Run nbgrader's autograde of an assignment for every submitted student, JOBS at once, with "
+                    "the same grades as plain `nbgrader autograde`. Run it in the course folder (the one holding "
+                    "nbgrader_config.py).",
+        epilog="More nbgrader settings go after --, as on nbgrader's command line: "
+               "python -m grader autograde exercise_09 --test-data T --jobs 4 -- --Execute.timeout=60")
+    parser.add_argument("assignment", help="the assignment's name, as in course/submitted/<student>/<assignment>")
+    parser.add_argument("--test-data", required=True, metavar="PATH",
+                        help="the hidden test CSV, or the folder holding test.csv (keep it outside the course)")
+    parser.add_argument("--jobs", type=int, default=1, help="students autograded at once (default %(default)s)")
+    parser.add_argument("--force", action="store_true",
+                        help="autograde again students already autograded (as nbgrader autograde --force)")
+    parser.add_argument("--course", default=".", metavar="DIR",
+                        help="the course folder, holding nbgrader_config.py (default: this folder)")
+    parser.set_defaults(run=run_autograde, takes_extra=True)
+
+
+def run_autograde(args):
+    from .class_autograde import ClassAutogradeError, autograde_class   # imported here: it imports nbgrader
+
+    try:
+        run = autograde_class(args.assignment, test_data=args.test_data, jobs=args.jobs, force=args.force,
+                              course=args.course, nbgrader_args=args.extra)
+    except ClassAutogradeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run.seconds.items())
+    print(f"Autograded {len(run.students)} students of {args.assignment} with {args.jobs} jobs ({steps}).")
+    if "workers" in run.seconds:
+        loaded = {step: n for (how, step), n in run.replayed.items() if how == "loaded"}
+        computed = {step: n for (how, step), n in run.replayed.items() if how == "computed"}
+        print(f"Taken from the workers: {loaded.get('kernel', 0)} kernel runs, {loaded.get('checks', 0)} trusted "
+              f"checks; done again: {computed.get('kernel', 0)} kernel runs, {computed.get('checks', 0)} checks.")
+    if run.skipped:
+        print(f"Skipped {len(run.skipped)} already autograded (--force autogrades them again): "
+              f"{', '.join(run.skipped[:10])}{' ...' if len(run.skipped) > 10 else ''}")
+    if run.failed:
+        print(f"nbgrader could not autograde {len(run.failed)}: {', '.join(sorted(run.failed))} "
+              "(see the errors above; nbgrader's export shows them as 0)", file=sys.stderr)
+        return 1
+    return 0
+
+
+VERBS = {"grade": add_grade, "autograde": add_autograde, "merge": add_merge, "release": add_release,
+         "bundle": add_bundle}
 
 
 def _print_batch(results, out_dir, seconds):

@@ -30,10 +30,11 @@ from . import jail
 from .errors import CheckFailed
 from .kernel_jail import METADATA_KEY as METADATA
 from .kernel_jail import DATA_ENV, StudentCodeIsolation, stop_autograde
+from .replay import Replay, replay_key
 from .results import write_text_atomic
 from .trusted import ASSIGNMENT, MODEL_ENTRY, file_sha256
 from .trusted_checks import CELLS, run_checks
-from .unpack import find_submission_root, unpack
+from .unpack import find_submission_root, submission_sha256, unpack
 
 MODEL_SCORE_CELL = "model_score"
 TRUSTED_CELLS = {*CELLS, MODEL_SCORE_CELL}   # every autograded cell of the assignment
@@ -85,8 +86,10 @@ class TrustedGrades(NbGraderPreprocessor):
     - the check cells: grader.trusted_checks runs the student's functions in the
       jail on fresh inputs and compares the raw outputs with the reference code;
     - the model_score cell: grader.api.grade scores the submitted model file on
-      the hidden test split, in the jail.
+      the hidden test split, in the jail (see grade_models).
     The grades wait in resources for WriteTrustedGrades, after the kernel has run.
+    In a class autograde (grader/class_autograde.py) the checks' grades come from
+    the worker that computed them for this very submission (grader/replay.py).
     """
 
     test_data = Unicode("", help="The hidden test CSV, or a folder holding test.csv. Give it on the command "
@@ -117,7 +120,7 @@ class TrustedGrades(NbGraderPreprocessor):
         coursedir = CourseDirectory(config=self.config)
         submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment))
         with tempfile.TemporaryDirectory(prefix="trusted-grades-") as scratch:
-            copy = Path(scratch) / student   # the grader names its model result after this folder
+            copy = Path(scratch) / student
             record = {"isolation": isolation, "model_sha256": None, "grades": {}}
             try:
                 unpack(submitted, copy)
@@ -125,24 +128,49 @@ class TrustedGrades(NbGraderPreprocessor):
                 record["grades"] = {cell: (0.0, f"Not graded: {error}\n") for cell in cells}
             else:
                 record["model_sha256"] = _sha256(find_submission_root(copy) / MODEL_ENTRY)
-                record["grades"] = self.grade(find_submission_root(copy), cells, isolation, scratch)
+                record["grades"] = self.grade(student, find_submission_root(copy), cells, isolation, scratch)
         resources[METADATA] = record
         return nb, resources
 
-    def grade(self, submission, cells, isolation, scratch):
+    def grade(self, student, submission, cells, isolation, scratch):
         """{grade_id: (points, text for the student)} for the cells, from the copy of the submission."""
-        grades = {}
-        for cell, result in run_checks(submission, list(cells), isolation=isolation, scratch=scratch).items():
-            points = float(cells[cell].metadata.nbgrader["points"])
-            grades[cell] = (points if result.passed else 0.0, result.text())
+        checks = {cell: float(cells[cell].metadata.nbgrader["points"]) for cell in cells if cell != MODEL_SCORE_CELL}
+        replay = Replay(parent=self)
+        key = replay.folder and replay_key(submission_sha256(submission), checks, isolation)
+        grades = key and replay.load("checks", key)
+        if not grades:
+            grades = {cell: (checks[cell] if result.passed else 0.0, result.text())
+                      for cell, result in run_checks(submission, list(checks), isolation=isolation,
+                                                     scratch=scratch).items()}
+            if key:
+                replay.save("checks", key, grades)
+        grades = {cell: tuple(grade) for cell, grade in grades.items()}
         if MODEL_SCORE_CELL in cells:
-            from .api import grade   # imported here: it imports torch, which only this step needs
+            points = float(cells[MODEL_SCORE_CELL].metadata.nbgrader["points"])
             out_dir = self.results_dir or Path(scratch) / "results"
-            result = grade(submissions=[submission], test_data=self.test_data, out_dir=out_dir, force=True,
-                           max_points=float(cells[MODEL_SCORE_CELL].metadata.nbgrader["points"]),
-                           timeout_s=self.timeout_s, isolation=isolation)[0]
+            result = self.grade_models({student: submission}, points, out_dir)[0]
             grades[MODEL_SCORE_CELL] = (float(result["score"]), result["output"] + "\n")
         return grades
+
+    def grade_models(self, submissions, max_points, out_dir, jobs=1):
+        """
+        Score models on the hidden test split with grader.api.grade, the only way this course does.
+
+        Inputs:
+        - submissions: Dict {student: submission folder}
+        - max_points: The points of the model_score cell
+        - out_dir: Where the results go (results_dir, when it is set)
+        - jobs: Models scored at once
+
+        Returns:
+        - The results as dicts, in the order of the students' names. A result that
+          out_dir already holds for the same content and settings is reused: a class
+          autograde (grader/class_autograde.py) scores every model before the notebooks.
+        """
+        from .api import grade   # imported here: it imports torch, which only this step needs
+        return grade(submissions=submissions, test_data=self.test_data, out_dir=out_dir,
+                     max_points=max_points, timeout_s=self.timeout_s, isolation=StudentCodeIsolation(
+                         parent=self).isolation, jobs=jobs)
 
 
 class WriteTrustedGrades(NbGraderPreprocessor):

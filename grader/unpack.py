@@ -13,6 +13,7 @@ count the bytes again: the sizes in a zip's header can lie. Nested archives are
 copied as plain files, never unpacked. Files are created with O_EXCL and
 O_NOFOLLOW, in folders we made, so nothing can be written outside dest.
 """
+import hashlib
 import os
 import stat
 import zipfile
@@ -21,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from . import messages
 from .errors import CheckFailed
-from .trusted import LEFT_OUT_DIRS
+from .trusted import LEFT_OUT_DIRS, file_sha256
 
 MAX_FILES = 2000                 # the submission zip holds a few dozen files
 MAX_TOTAL_BYTES = 200_000_000    # the model (< 20 MB) plus notebooks and code, with room to spare
@@ -65,6 +66,26 @@ def unpack(source, dest):
             return _write_all(_zip_entries(archive), dest)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as error:
         raise _refused(messages.DAMAGED_ZIP, name=source.name, error=error) from None
+
+
+def submission_sha256(source):
+    """
+    The SHA-256 of a submission's content: of the file for a .zip, of every file
+    unpack would copy (paths and contents) for a folder. None if unpack would refuse
+    the folder. Results are reused only for a submission with the same digest.
+    """
+    source = Path(source)
+    if not source.is_dir():
+        return file_sha256(source)
+    try:
+        entries = _folder_entries(source)
+    except CheckFailed:
+        return None
+    digest = hashlib.sha256()
+    for entry in entries:
+        with entry.open() as f:
+            digest.update(f"{'/'.join(entry.parts)}\0{hashlib.file_digest(f, 'sha256').hexdigest()}\n".encode())
+    return digest.hexdigest()
 
 
 def find_submission_root(folder):

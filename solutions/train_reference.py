@@ -48,7 +48,7 @@ RECIPE = {"batch_size": 32, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 0.15,
           "heatmap_weight": 1.0, "heatmap_sigma": 1.0, "ema_decay": 0.998}
 EPOCHS_PER_MINUTE = 5.0  # measured on the course machine: 30 epochs, validation included, took 6.1 minutes
 DEFAULT_MINUTES = 6.0    # 30 epochs; validation peaks around epoch 20 of 30, so longer budgets do not help
-CI_MINUTES = 1.0         # the CI test's budget: 5 epochs, enough to pass the course threshold
+CI_MINUTES = 0.5         # the CI test's budget: 2 epochs, well past the course threshold (val about 450)
 
 
 def augmentation():

@@ -134,15 +134,15 @@ def test_merge_defaults_are_the_apis(monkeypatch, tmp_path):
 
 
 def test_help_lists_every_verb(capsys):
-    """Does `python -m grader --help` name the four verbs, and exit 0?"""
+    """Does `python -m grader --help` name the five verbs, and exit 0?"""
     with pytest.raises(SystemExit) as exit:
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert exit.value.code == 0 and all(verb in out for verb in ("grade", "merge", "release", "bundle"))
+    assert exit.value.code == 0 and all(verb in out for verb in ("grade", "autograde", "merge", "release", "bundle"))
 
 
 def test_rerun_skips_graded_submissions_unless_forced(tmp_path, hidden_subset):
-    """Does a re-run keep results already graded, and --force grade them again?"""
+    """Does a re-run keep results already graded, grade a resubmission again, and --force grade them all?"""
     submissions, out = junk(tmp_path / "in", "a", "b"), tmp_path / "out"
     grade(submissions=[submissions], test_data=hidden_subset, out_dir=out)
     stamp = lambda: {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}  # noqa: E731
@@ -153,6 +153,10 @@ def test_rerun_skips_graded_submissions_unless_forced(tmp_path, hidden_subset):
     assert {k: v for k, v in stamp().items() if k != "c.json"} == first        # a and b were not graded again
     grade(submissions=[submissions], test_data=hidden_subset, out_dir=out, force=True)
     assert all(stamp()[name] != first[name] for name in first)
+    forced = stamp()
+    (submissions / "b.zip").write_bytes(b"b, resubmitted")
+    grade(submissions=[submissions], test_data=hidden_subset, out_dir=out)
+    assert {name for name, mtime in stamp().items() if mtime != forced[name]} == {"b.json"}   # only what changed
 
 
 def test_rerun_regrades_grader_errors_and_new_test_data(tmp_path, hidden_subset):

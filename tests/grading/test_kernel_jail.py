@@ -149,7 +149,7 @@ def test_install_writes_the_kernelspec_once(tmp_path):
     subprocess.run(command, check=True, cwd=tmp_path, capture_output=True)
     path = tmp_path / "share" / "jupyter" / "kernels" / KERNEL_NAME / "kernel.json"
     first = path.stat().st_mtime_ns
-    subprocess.run(command, check=True, cwd=tmp_path, capture_output=True)
+    kernel_jail.main(command[3:])                          # again (in this process: the command's start-up is slow)
     assert path.stat().st_mtime_ns == first                # idempotent: not even rewritten
     spec = json.loads(path.read_text())
     assert spec["argv"] == [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
@@ -533,10 +533,12 @@ def test_sigkilled_grader_leaves_no_kernel_and_its_folder_is_swept(kernelspec, i
 # --- The real thing: `nbgrader autograde` with JailedExecute in its config.
 
 TINY_CONFIG = """
+from pathlib import Path
+HERE = Path(__file__).resolve().parent
 c = get_config()
-c.CourseDirectory.root = {root!r}
+c.CourseDirectory.root = str(HERE)
 c.CourseDirectory.course_id = "tiny"
-c.CourseDirectory.db_url = "sqlite:///{root}/gradebook.db"
+c.CourseDirectory.db_url = f"sqlite:///{HERE / 'gradebook.db'}"
 c.Autograde.autograde_preprocessors = [
     "grader.kernel_jail.JailedExecute",   # in place of nbgrader.preprocessors.Execute
     "nbgrader.preprocessors.IgnorePattern",
@@ -552,23 +554,30 @@ TINY_CELL = ("import os, resource\n"
              "print(os.getuid(), resource.getrlimit(resource.RLIMIT_AS)[0], os.environ.get('NBGRADER_EXECUTION'))")
 
 
-@pytest.fixture
-def tiny_course(tmp_path):
+@pytest.fixture(scope="module")
+def generated_tiny_course(tmp_path_factory):
     """A one-notebook nbgrader course, its assignment generated and one student's copy submitted."""
     from grader.release import run_nbgrader
 
-    (tmp_path / "nbgrader_config.py").write_text(TINY_CONFIG.format(root=str(tmp_path)))
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "nbgrader_config.py").write_text(TINY_CONFIG)   # paths relative to itself: the course can be copied
     cell = new_code_cell(TINY_CELL, metadata={"nbgrader": {
         "grade": True, "grade_id": "check", "locked": True, "points": 1, "schema_version": 3, "solution": False,
         "task": False}})
     nb = new_notebook(cells=[cell], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                              "language": "python"}})
-    (tmp_path / "source" / "ps1").mkdir(parents=True)
-    (tmp_path / "source" / "ps1" / "p1.ipynb").write_text(json.dumps(nb))
-    run_nbgrader(["generate_assignment", "ps1", "--force"], cwd=tmp_path)
-    (tmp_path / "submitted" / "alice" / "ps1").mkdir(parents=True)
-    shutil.copy(tmp_path / "release" / "ps1" / "p1.ipynb", tmp_path / "submitted" / "alice" / "ps1" / "p1.ipynb")
-    return tmp_path
+    (root / "source" / "ps1").mkdir(parents=True)
+    (root / "source" / "ps1" / "p1.ipynb").write_text(json.dumps(nb))
+    run_nbgrader(["generate_assignment", "ps1", "--force"], cwd=root)
+    (root / "submitted" / "alice" / "ps1").mkdir(parents=True)
+    shutil.copy(root / "release" / "ps1" / "p1.ipynb", root / "submitted" / "alice" / "ps1" / "p1.ipynb")
+    return root
+
+
+@pytest.fixture
+def tiny_course(generated_tiny_course, tmp_path):
+    """A fresh copy of the tiny course, for one test to autograde."""
+    return Path(shutil.copytree(generated_tiny_course, tmp_path / "course"))
 
 
 @pytest.mark.jail

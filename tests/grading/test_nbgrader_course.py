@@ -2,16 +2,15 @@
 The nbgrader course end to end, with the committed nbgrader_config.py.
 
 A small class of submission zips, laid out the way create_submission_zip lays
-them out, goes through `nbgrader zip_collect`, `autograde`, `generate_feedback`
-and `export` in a scratch copy of the course:
+them out, goes through `nbgrader zip_collect`, `python -m grader autograde` (the
+class autograde; test_class_autograde.py holds it equal to plain `nbgrader
+autograde`), `nbgrader generate_feedback` and `export` in a scratch copy of the course:
 
     alice  a complete solution
-    bob    the student release with its TODOs untouched (so no model either)
-    carol  a complete solution without its model file
     frank  a complete solution plus a cell that never finishes and ignores interrupts
 
 and the hostile class of hostile_students.py: mallory (steals labels, vandalizes),
-trudy (makes every cell "pass"), oscar (network, fork and memory bombs) and
+trudy (her TODOs untouched; makes every cell "pass"), oscar (network, fork and memory bombs) and
 hoarder (weights smuggled as a buffer). Every point must come from trusted code,
 each student must get exactly what their real work earns, and nothing outside
 the jail may change.
@@ -25,8 +24,11 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -44,11 +46,12 @@ from grader.release import (ASSIGNMENT, REPO_ROOT, SOLUTION_NOTEBOOKS, STUDENT_N
 from grading_scenarios import VALID
 from hostile_students import Listener, MARKER, SAFETY_CATCH, build_hostile
 
-# The whole term runs once, in the first test's setup (about 5 minutes on 2 cores): a longer time limit.
+# The whole term runs once, in the first test's setup (2 to 3 minutes on 2 cores): a longer time limit.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 HIDDEN_ROWS = 64
-CELL_TIMEOUT_S = 20
+CELL_TIMEOUT_S = 20   # oscar's cell of bombs needs about 10 s; frank's never ends
+JOBS = 2
 NEVER_ENDS = ("import signal, time\n"
               "signal.signal(signal.SIGINT, signal.SIG_IGN)   # ignores the interrupt nbgrader sends\n"
               "while True:\n"
@@ -92,9 +95,6 @@ def build_class(work, archive, model, solved_workspace):
         create_submission_zip(student, model_path=path, out_dir=archive, pack_root=pack)
         models[student] = submitted.eval()
 
-    zip_like_create_submission_zip(student_pack(work / "bob"), "bob", archive)
-    zip_like_create_submission_zip(solved_workspace(work / "carol"), "carol", archive)
-    models.update(bob=None, carol=None)
     return models
 
 
@@ -172,14 +172,18 @@ def course(tmp_path_factory, data_dir, val_set, test_data_dir, valid_model, isol
     written_by_autograde = [course_dir / "autograded", course_dir / "model_grades", course_dir / "gradebook.db"]
     before = fingerprint(*untouchable, skip=written_by_autograde)
     start = time.perf_counter()
-    autograde = nbgrader("autograde", ASSIGNMENT, "--force", f"--Execute.timeout={CELL_TIMEOUT_S}",
-                         f"--TrustedGrades.test_data={hidden}", check=False)
+    # The class autograde (JOBS students at once); test_class_autograde.py holds it to plain nbgrader autograde.
+    autograde = subprocess.run([sys.executable, "-m", "grader", "autograde", ASSIGNMENT, "--force", "--jobs", str(JOBS),
+                                "--test-data", str(hidden), "--", f"--Execute.timeout={CELL_TIMEOUT_S}"],
+                               cwd=root, env={**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"},
+                               capture_output=True, text=True, timeout=800)
     autograde_s = time.perf_counter() - start
-    print(f"\nnbgrader autograde of {len(models)} students: {autograde_s:.1f} s")   # for the README (pytest -s)
+    print(f"\nautograde of {len(models)} students, {JOBS} jobs: {autograde_s:.1f} s\n{autograde.stdout}")   # pytest -s
     after = fingerprint(*untouchable, skip=written_by_autograde)
     connections = listener.connections()
-    nbgrader("generate_feedback", ASSIGNMENT, "--force")
-    nbgrader("export", "--to", str(root / "grades.csv"))
+    with ThreadPoolExecutor(2) as pool:   # both only read the gradebook: at once
+        list(pool.map(lambda args: nbgrader(*args), [("generate_feedback", ASSIGNMENT, "--force"),
+                                                      ("export", "--to", str(root / "grades.csv"))]))
     with (root / "grades.csv").open(newline="") as f:
         export = {row["student_id"]: row for row in csv.DictReader(f)}
     return {"root": root, "hidden": hidden, "models": models, "instructor_model": instructor_model,
@@ -238,7 +242,7 @@ def test_zip_collect_puts_each_file_where_the_notebooks_expect_it(course):
     alice = submitted / "alice" / ASSIGNMENT
     assert (alice / "1_facial_keypoints.ipynb").is_file() and (alice / "2_spatial_batchnorm.ipynb").is_file()
     assert (alice / "exercise_code" / "networks" / "keypoint_nn.py").is_file()
-    assert (alice / MODEL_ENTRY).is_file() and not (submitted / "carol" / ASSIGNMENT / MODEL_ENTRY).exists()
+    assert (alice / MODEL_ENTRY).is_file() and not (submitted / "trudy" / ASSIGNMENT / MODEL_ENTRY).exists()
 
 
 def test_submission_regexp_reads_student_ids_with_underscores():
@@ -256,7 +260,7 @@ FULL = {"dataset_checks": 5, "model_checks": 5, "model_score": 90, "spatial_batc
 # What each hostile student's real work earns, cell by cell.
 EARNED = {
     "mallory": {**FULL, "model_score": 0},                       # complete code, an untrained model
-    "trudy": dict.fromkeys(FULL, 0),                             # nothing done
+    "trudy": dict.fromkeys(FULL, 0),                             # nothing done (her own exercise_code is used)
     "oscar": FULL,                                               # everything done
     "hoarder": {**FULL, "model_checks": 0, "model_score": 0},    # a model over the parameter limit
 }
@@ -346,18 +350,12 @@ def test_each_student_is_graded_with_their_own_model(course, data_dir):
     assert shown["alice"] != shown["frank"]
 
 
-def test_untouched_todos_earn_nothing(course):
-    """Does bob, who changed nothing, get 0 in every autograded cell (his own exercise_code was used)?"""
-    cells = grades(course, "bob")
-    assert cells and all(score == 0 for score, _ in cells.values()), cells
-
-
-def test_a_missing_or_oversized_model_earns_no_model_points(course):
-    """Do carol (no model) and hoarder (over the parameter limit) get 0 for the model but their dataset points?"""
-    for student in ("carol", "hoarder"):
-        cells = grades(course, student)
-        assert cells["model_score"][0] == 0 and cells["model_checks"][0] == 0, (student, cells)
-        assert cells["dataset_checks"][0] == cells["dataset_checks"][1], (student, cells)
+def test_an_oversized_model_earns_no_model_points(course):
+    """Does hoarder (over the parameter limit) get 0 for the model, but his dataset points?
+    (A missing model: test_trusted_checks.py and the missing_model grading scenario.)"""
+    cells = grades(course, "hoarder")
+    assert cells["model_score"][0] == 0 and cells["model_checks"][0] == 0, cells
+    assert cells["dataset_checks"][0] == cells["dataset_checks"][1], cells
     assert "The model has 6,0" in model_score_output(course, "hoarder")   # the limit's own message
 
 

@@ -89,6 +89,15 @@ def test_a_hanging_check_fails_alone(solved, tmp_path):
     assert passed["model_checks"] and passed["spatial_batchnorm_backward_checks"]
 
 
+def test_a_missing_model_fails_the_model_checks_alone(solved, tmp_path):
+    """Without models/keypoint_model.pt, do the model checks fail, saying so, while the other checks pass?"""
+    pack = variant(solved, tmp_path, {})
+    (pack / MODEL_ENTRY).unlink()
+    passed, results = check(pack)
+    assert not passed["model_checks"] and "keypoint_model.pt" in results["model_checks"].text()
+    assert passed["dataset_checks"] and passed["spatial_batchnorm_forward_checks"]
+
+
 def test_forged_result_file_earns_nothing(solved, tmp_path):
     """Code that overwrites the worker's result file at import with made-up outputs: failed, not a crash?"""
     pack = variant(solved, tmp_path, {"networks/__init__.py": (

@@ -1,0 +1,239 @@
+"""
+`nbgrader autograde` of a whole class, `jobs` students at once:
+
+    python -m grader autograde exercise_09 --test-data /secret/test.csv --jobs 2 [--force] \
+        [-- --Execute.timeout=60 ...]
+
+Run it where nbgrader runs (the folder of nbgrader_config.py). It does what plain
+`nbgrader autograde` does, which keeps working, and gives the same grades, the
+same autograded folders and the same export flags:
+
+    1. models     every submitted model scored in ONE batch of grader.api.grade, `jobs`
+                  at once, into TrustedGrades.results_dir (reused while content and settings
+                  are unchanged); the model_score cells then read their student's result
+    2. workers    `jobs` processes, each running nbgrader's autograde for one student after
+                  another, with a throwaway gradebook of its own; the jailed checks and the
+                  jailed kernels save what they computed (grader/replay.py)
+    3. gradebook  this process, the only one that writes course/gradebook.db, runs nbgrader's
+                  autograde for every student again; those steps load what step 2 saved
+
+nbgrader's own gradebook is sqlite: one writer means no "database is locked". A
+worker that fails costs time, never a grade: step 3 computes what it finds unsaved.
+"""
+import glob
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from traitlets.config.loader import KVArgParseConfigLoader, PyFileConfigLoader
+
+from . import jail, replay
+from .kernel_jail import DATA_ENV, StudentCodeIsolation
+from .nbgrader_plugins import MODEL_SCORE_CELL, TrustedGrades, hidden_data_problem
+from .unpack import find_submission_root
+
+STOPPED = "nbgrader autograde stopped"   # kernel_jail.stop_autograde: the whole run must stop
+
+
+class ClassAutogradeError(RuntimeError):
+    """The class autograde cannot run, or was stopped; the message says why and what to do."""
+
+
+@dataclass
+class ClassAutograde:
+    """What a class autograde did: the students autograded, those that failed, and the time of each step."""
+    students: list
+    failed: dict = field(default_factory=dict)       # student -> nbgrader's error
+    skipped: list = field(default_factory=list)      # already autograded (without force)
+    seconds: dict = field(default_factory=dict)      # "models", "workers", "gradebook" -> seconds
+    replayed: dict = field(default_factory=dict)     # ("loaded" | "computed", step) -> count in step 3
+    logs: dict = field(default_factory=dict)         # student -> nbgrader's log of step 3
+
+
+def autograde_class(assignment, *, test_data, jobs=1, force=False, course=".", nbgrader_args=(), log=None):
+    """
+    Autograde every submitted student of an assignment, `jobs` at once.
+
+    Inputs:
+    - assignment: The assignment's name (exercise_09)
+    - test_data: The hidden test CSV, or a folder holding test.csv (TrustedGrades.test_data)
+    - jobs: Students autograded at once (worker processes)
+    - force: Autograde again the students autograde already did (as nbgrader's --force)
+    - course: The folder holding nbgrader_config.py
+    - nbgrader_args: More nbgrader settings, as on its command line ("--Execute.timeout=60")
+    - log: A function called with each student's nbgrader log as it is written (default: stderr)
+
+    Returns:
+    - ClassAutograde
+
+    Raises ClassAutogradeError before anything is written if the run cannot start
+    (the jail included: it never runs student code unjailed), or when nbgrader was
+    stopped midway (a student's folder is then left as plain nbgrader leaves it).
+    """
+    if jobs < 1:
+        raise ClassAutogradeError(f"--jobs must be 1 or more (got {jobs})")
+    course = Path(course).resolve()
+    if not (course / "nbgrader_config.py").is_file():
+        raise ClassAutogradeError(f"{course} holds no nbgrader_config.py: run this in the course folder")
+    scratch = Path(tempfile.mkdtemp(prefix="class-autograde-"))   # mode 0700: no kernel sees it
+    try:
+        api, args = _course_api(course, test_data, nbgrader_args, scratch)
+        _preflight(api)
+        students, skipped = _students(api.coursedir, assignment, force)
+        run = ClassAutograde(students=students, skipped=skipped)
+        with _timed(run.seconds, "models"):
+            _score_models(api, assignment, students, jobs)
+        if jobs > 1 and len(students) > 1:
+            with _timed(run.seconds, "workers"):
+                _record(api, args, assignment, students, jobs, scratch)
+        with _timed(run.seconds, "gradebook"):
+            _write_gradebook(api, assignment, run, log or (lambda text: print(text, end="", file=sys.stderr)))
+        return run
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _course_api(course, test_data, nbgrader_args, scratch):
+    """(CourseAPI, the nbgrader settings every process of the run gets on top of the course's config)."""
+    args = [*nbgrader_args, f"--TrustedGrades.test_data={Path(test_data).resolve()}",
+            f"--Replay.folder={scratch / 'replay'}"]
+    (scratch / "replay").mkdir()
+    api = nbgrader_api(course, args)
+    if not api.trusted.results_dir:   # the workers and this process must share the models' results
+        args.append(f"--TrustedGrades.results_dir={scratch / 'model_grades'}")
+        api = nbgrader_api(course, args)
+    return api, args
+
+
+class CourseAPI:
+    """nbgrader's API for the course in folder `course`, its config, and the TrustedGrades step of that config."""
+
+    def __init__(self, course, config):
+        from nbgrader.apps import NbGraderAPI   # imported here: nbgrader is slow to import
+
+        self.course = course
+        self.api = NbGraderAPI(config=config)
+        self.coursedir = self.api.coursedir
+        self.config = config
+        self.trusted = TrustedGrades(config=config)
+
+    def autograde(self, assignment, student, **kwargs):
+        return self.api.autograde(assignment, student, **kwargs)
+
+
+def nbgrader_api(course, args):
+    """A CourseAPI configured as `nbgrader ... <args>` run in the course folder would be."""
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    config.merge(KVArgParseConfigLoader(argv=list(args)).load_config())
+    if "root" not in config.get("CourseDirectory", {}):
+        config.CourseDirectory.root = str(course)
+    return CourseAPI(course, config)
+
+
+def _preflight(api):
+    """Refuse before writing anything: no jail, no hidden data, or hidden data in sight of the kernels."""
+    isolation = StudentCodeIsolation(config=api.config).isolation
+    try:
+        jail.require(isolation)
+    except jail.JailUnavailable as error:
+        raise ClassAutogradeError(f"{STOPPED}: it will not run student code: {error}") from None
+    test_csv = Path(api.trusted.test_data)
+    if not (test_csv / "test.csv" if test_csv.is_dir() else test_csv).is_file():
+        raise ClassAutogradeError(f"{test_csv}: the hidden test data is not there. Pass --test-data the test CSV "
+                                  "or the folder holding test.csv.")
+    problem = hidden_data_problem(api.trusted.test_data, os.environ.get(DATA_ENV))
+    if problem:
+        raise ClassAutogradeError(problem)
+
+
+def _students(coursedir, assignment, force):
+    """(students to autograde, students skipped as autograded already), both sorted."""
+    pattern = coursedir.format_path(coursedir.submitted_directory, "*", assignment)
+    submitted = sorted(Path(path).parent.name for path in glob.glob(pattern) if Path(path).is_dir())
+    if not submitted:
+        raise ClassAutogradeError(f"No student has submitted {assignment} (nothing matches {pattern}): "
+                                  "collect the submissions first (nbgrader zip_collect, or nbgrader collect)")
+    if force:
+        return submitted, []
+    done = {s for s in submitted if Path(coursedir.format_path(coursedir.autograded_directory, s, assignment)).exists()}
+    return [s for s in submitted if s not in done], sorted(done)
+
+
+def _score_models(api, assignment, students, jobs):
+    """Score every student's model in one batch, before any notebook (see TrustedGrades.grade_models)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(api.coursedir.db_url) as gradebook:
+        cells = [cell for notebook in gradebook.find_assignment(assignment).notebooks
+                 for cell in notebook.grade_cells if cell.name == MODEL_SCORE_CELL]
+        max_points = cells[0].max_score if cells else None
+    if max_points is None or not students:
+        return
+    coursedir = api.coursedir
+    submissions = {s: find_submission_root(coursedir.format_path(coursedir.submitted_directory, s, assignment))
+                   for s in students}
+    api.trusted.grade_models(submissions, max_points, api.trusted.results_dir, jobs=jobs)
+
+
+def _record(api, args, assignment, students, jobs, scratch):
+    """Step 2: the students' autograde in `jobs` worker processes, recording (nothing they write is kept)."""
+    db_url = api.coursedir.db_url
+    if not db_url.startswith("sqlite:///"):
+        raise ClassAutogradeError(f"--jobs above 1 copies nbgrader's sqlite gradebook for each worker; this course's "
+                                  f"is {db_url.split(':')[0]}. Run with --jobs 1.")
+    master = db_url.removeprefix("sqlite:///").split("?")[0]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_start_worker,
+                             initargs=(str(api.course), args, master, str(scratch))) as pool:
+        futures = [pool.submit(_worker_autograde, assignment, student) for student in students]
+        for future in futures:
+            try:
+                future.result()
+            except Exception:   # a worker that died (BrokenProcessPool): step 3 computes what it did not save
+                pass
+
+
+def _write_gradebook(api, assignment, run, log):
+    """Step 3: every student's autograde in this process, replaying; fills in run.failed, run.logs, run.replayed."""
+    replay.SEEN.clear()
+    for student in run.students:
+        result = api.autograde(assignment, student, force=True, create=True)
+        run.logs[student] = result.get("log", "")
+        log(run.logs[student])
+        if not result["success"]:
+            if STOPPED in result.get("error", ""):   # the jail failed midway: nothing more may run
+                raise ClassAutogradeError(result["error"].strip().splitlines()[-1])
+            run.failed[student] = result.get("error", "")
+            log(run.failed[student])
+    run.replayed = dict(replay.SEEN)
+
+
+@contextmanager
+def _timed(seconds, name):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] = time.perf_counter() - start
+
+
+_worker = None   # this worker process's CourseAPI
+
+
+def _start_worker(course, args, master, scratch):
+    """A worker: its own copy of the gradebook, and Replay.record on."""
+    global _worker
+    db = Path(scratch) / f"gradebook-{os.getpid()}.db"
+    shutil.copyfile(master, db)
+    _worker = nbgrader_api(Path(course), [*args, f"--CourseDirectory.db_url=sqlite:///{db}", "--Replay.record=True"])
+
+
+def _worker_autograde(assignment, student):
+    """One student's autograde in a worker; True if it succeeded (step 3 redoes what did not)."""
+    return _worker.autograde(assignment, student, force=True, create=True)["success"]

@@ -1,0 +1,186 @@
+"""
+`python -m grader autograde` (grader/class_autograde.py) against plain, serial
+`nbgrader autograde`, on two copies of one small course: the same grades cell by
+cell, the same autograded folders and notebooks, the same export flags; and the
+workers' kernel runs are the ones the gradebook's process uses.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from grader.kernel_jail import METADATA_KEY
+from grader.release import run_nbgrader
+
+pytestmark = [pytest.mark.slow, pytest.mark.jail]
+
+CONFIG = """
+from pathlib import Path
+HERE = Path(__file__).resolve().parent
+c = get_config()
+c.CourseDirectory.root = str(HERE)
+c.CourseDirectory.course_id = "small"
+c.CourseDirectory.db_url = f"sqlite:///{HERE / 'gradebook.db'}"
+c.Autograde.autograde_preprocessors = [
+    "grader.kernel_jail.JailedExecute",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.Execute.timeout = 2
+"""
+SOLUTION = "from pathlib import Path\nanswer = Path('answer.txt').read_text().strip()"
+CHECK = "assert answer == '42', f'expected 42, got {answer}'\nprint('the answer is right')"
+NEVER_ENDS = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.1)"
+# student -> (their solution cell, their answer.txt)
+CLASS = {"alice": (SOLUTION, "42"), "bob": (SOLUTION, "41"), "dave": (NEVER_ENDS, "42")}
+
+
+def cell(source, grade_id, **nbgrader):
+    meta = {"grade": False, "solution": False, "locked": False, "points": 0, "task": False, "schema_version": 3,
+            "grade_id": grade_id, **nbgrader}
+    return new_code_cell(source, metadata={"nbgrader": meta})
+
+
+def small_course(root):
+    """A one-notebook course, its assignment generated and the class's work submitted."""
+    root.mkdir(parents=True)
+    (root / "nbgrader_config.py").write_text(CONFIG)
+    nb = new_notebook(cells=[cell(SOLUTION, "answer", solution=True),
+                             cell(CHECK, "check", grade=True, locked=True, points=1)],
+                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    (root / "source" / "ps1").mkdir(parents=True)
+    nbformat.write(nb, root / "source" / "ps1" / "p1.ipynb")
+    run_nbgrader(["generate_assignment", "ps1", "--force"], cwd=root)
+    for student, (solution, answer) in CLASS.items():
+        folder = root / "submitted" / student / "ps1"
+        folder.mkdir(parents=True)
+        released = nbformat.read(root / "release" / "ps1" / "p1.ipynb", as_version=4)
+        released.cells[0].source = solution
+        nbformat.write(released, folder / "p1.ipynb")
+        (folder / "answer.txt").write_text(answer)
+        (folder / "timestamp.txt").write_text("2026-11-30 10:00:00.000000 UTC")
+    return root
+
+
+def run_all(commands):
+    """Run (argv, cwd) commands at once; return each one's (exit code, stdout and stderr)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    started = [subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for argv, cwd in commands]
+    outputs = [p.communicate(timeout=600)[0] for p in started]
+    return [(p.returncode, output) for p, output in zip(started, outputs)]
+
+
+@pytest.fixture(scope="module")
+def courses(tmp_path_factory):
+    """Two copies of one course with the class submitted: one autograded serially, the other in parallel."""
+    from grader.kernel_jail import install
+
+    install()
+    tmp = tmp_path_factory.mktemp("class")
+    serial = small_course(tmp / "serial")
+    parallel = tmp / "parallel"
+    shutil.copytree(serial, parallel)
+    hidden = tmp / "hidden.csv"   # this course has no model_score cell
+    hidden.write_text("Image\n")
+    nbgrader = [sys.executable, "-m", "nbgrader"]
+    (serial_rc, serial_log), (rc, output) = run_all([
+        ([*nbgrader, "autograde", "ps1"], serial),
+        ([sys.executable, "-m", "grader", "autograde", "ps1", "--test-data", str(hidden), "--jobs", "2"], parallel)])
+    assert serial_rc == 0 and rc == 0, serial_log + output
+    return {"serial": serial, "parallel": parallel, "output": output}
+
+
+def gradebook_grades(root):
+    """{(student, cell): (score, auto_score, max_score)} from the course's gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root}/gradebook.db") as gradebook:
+        return {(student, grade.name): (grade.score, grade.auto_score, grade.max_score)
+                for student in CLASS
+                for notebook in gradebook.find_submission("ps1", student).notebooks for grade in notebook.grades}
+
+
+def autograded(root):
+    """{relative path: content} of the autograded folders; notebooks as their cells' sources and outputs."""
+    out = {}
+    base = root / "autograded"
+    for path in sorted(base.rglob("*")):
+        if not path.is_file():
+            continue
+        if path.suffix == ".ipynb":
+            nb = nbformat.read(path, as_version=4)
+            out[str(path.relative_to(base))] = ([(c.source, c.get("outputs")) for c in nb.cells],
+                                                 nb.metadata.get(METADATA_KEY))
+        else:
+            out[str(path.relative_to(base))] = path.read_bytes()
+    return out
+
+
+def export_flags(root):
+    """{student: the columns FlaggedCsvExport adds to nbgrader's export (autograde_status, isolation)}."""
+    from nbgrader.api import Gradebook
+    from nbgrader.coursedir import CourseDirectory
+
+    from grader.nbgrader_plugins import autograde_record
+
+    with Gradebook(f"sqlite:///{root}/gradebook.db") as gradebook:
+        return {student: autograde_record(CourseDirectory(root=str(root)), gradebook, "ps1", student)
+                for student in CLASS}
+
+
+def test_grades_are_those_of_serial_nbgrader_autograde(courses):
+    """Cell by cell, does every student get in the gradebook what plain nbgrader autograde gives them?"""
+    serial = gradebook_grades(courses["serial"])
+    assert serial[("alice", "check")][0] == 1 and serial[("bob", "check")][0] == 0   # the course is not trivial
+    assert gradebook_grades(courses["parallel"]) == serial
+
+
+def test_autograded_folders_and_export_flags_are_the_same(courses):
+    """Are the autograded files, every cell's outputs, and the export's flags (dave's stuck cell) the same?"""
+    assert autograded(courses["parallel"]) == autograded(courses["serial"])
+    flags = export_flags(courses["parallel"])
+    assert flags == export_flags(courses["serial"])
+    assert flags["dave"]["autograde_status"].startswith("FAILED") and flags["alice"]["autograde_status"] == "ok"
+    assert {flag["isolation"] for flag in flags.values()} == {"jail"}
+
+
+def test_the_gradebook_process_takes_the_workers_kernel_runs(courses):
+    """Did the one process that wrote the gradebook take every kernel run from the workers, running none again?"""
+    found = re.search(r"Taken from the workers: (\d+) kernel runs.*done again: (\d+) kernel runs", courses["output"])
+    assert found, courses["output"]
+    assert (int(found[1]), int(found[2])) == (len(CLASS), 0)
+
+
+def test_refuses_outside_a_course_and_without_the_hidden_data(tmp_path, courses, monkeypatch, capsys):
+    """Does the verb say what is wrong, exit 2, and write nothing, outside a course or without the test data?"""
+    from grader import cli
+
+    for cwd, test_data, expected in [(tmp_path, tmp_path / "x.csv", "holds no nbgrader_config.py"),
+                                     (courses["parallel"], tmp_path / "missing.csv", "hidden test data is not there")]:
+        monkeypatch.chdir(cwd)
+        before = sorted(Path(cwd).rglob("*"))
+        assert cli.main(["autograde", "ps1", "--test-data", str(test_data), "--jobs", "2"]) == 2
+        assert expected in capsys.readouterr().err
+        assert sorted(Path(cwd).rglob("*")) == before
+
+
+def test_a_second_run_skips_the_autograded_students(courses, monkeypatch, capsys):
+    """Without --force, does a run again (say, after an interruption) leave the students already autograded be?"""
+    from grader import cli
+
+    monkeypatch.chdir(courses["parallel"])
+    before = autograded(courses["parallel"])
+    hidden = courses["parallel"].parent / "hidden.csv"
+    assert cli.main(["autograde", "ps1", "--test-data", str(hidden), "--jobs", "2"]) == 0
+    assert f"Skipped {len(CLASS)} already autograded" in capsys.readouterr().out
+    assert autograded(courses["parallel"]) == before
