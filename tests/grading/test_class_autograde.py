@@ -17,26 +17,11 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from grader.kernel_jail import METADATA_KEY
 from grader.release import run_nbgrader
+from small_course import SMALL_COURSE_CONFIG
 
 pytestmark = [pytest.mark.slow, pytest.mark.jail]
 
-CONFIG = """
-from pathlib import Path
-HERE = Path(__file__).resolve().parent
-c = get_config()
-c.CourseDirectory.root = str(HERE)
-c.CourseDirectory.course_id = "small"
-c.CourseDirectory.db_url = f"sqlite:///{HERE / 'gradebook.db'}"
-c.Autograde.autograde_preprocessors = [
-    "grader.kernel_jail.JailedExecute",
-    "nbconvert.preprocessors.ClearMetadataPreprocessor",
-    "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
-]
-c.Execute.timeout = 2
-"""
+CONFIG = SMALL_COURSE_CONFIG + "c.Execute.timeout = 2\n"
 SOLUTION = "from pathlib import Path\nanswer = Path('answer.txt').read_text().strip()"
 CHECK = "assert answer == '42', f'expected 42, got {answer}'\nprint('the answer is right')"
 NEVER_ENDS = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.1)"

@@ -29,6 +29,7 @@ from traitlets.config import Config, PyFileConfigLoader
 from grader import jail, kernel_jail
 from grader.kernel_jail import KERNEL_NAME, METADATA_KEY, JailedExecute, JailedProvisioner
 from grader.release import REPO_ROOT
+from small_course import SMALL_COURSE_CONFIG
 
 SECRET = "FKJ_TEST_SECRET"
 # What ipykernel sets itself, and the thread counts jail_command sets; the rest must be BASE_ENV or PASSED_ENV.
@@ -532,24 +533,7 @@ def test_sigkilled_grader_leaves_no_kernel_and_its_folder_is_swept(kernelspec, i
 
 # --- The real thing: `nbgrader autograde` with JailedExecute in its config.
 
-TINY_CONFIG = """
-from pathlib import Path
-HERE = Path(__file__).resolve().parent
-c = get_config()
-c.CourseDirectory.root = str(HERE)
-c.CourseDirectory.course_id = "tiny"
-c.CourseDirectory.db_url = f"sqlite:///{HERE / 'gradebook.db'}"
-c.Autograde.autograde_preprocessors = [
-    "grader.kernel_jail.JailedExecute",   # in place of nbgrader.preprocessors.Execute
-    "nbgrader.preprocessors.IgnorePattern",
-    "nbconvert.preprocessors.ClearMetadataPreprocessor",
-    "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
-]
-c.JailedProvisioner.memory_mb = 1536
-"""
+TINY_CONFIG = SMALL_COURSE_CONFIG + "c.JailedProvisioner.memory_mb = 1536\n"
 TINY_CELL = ("import os, resource\n"
              "print(os.getuid(), resource.getrlimit(resource.RLIMIT_AS)[0], os.environ.get('NBGRADER_EXECUTION'))")
 
