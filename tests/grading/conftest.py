@@ -5,7 +5,9 @@ valid model, and the jail (grader/jail.py), which must start here.
 import os
 
 import pytest
+from filelock import FileLock
 
+from exercise_code.util.model_files import load_model, save_model
 from grader.sandbox import IsolationError, detect_isolation
 from grading_scenarios import trained_model
 
@@ -22,9 +24,17 @@ def hidden_subset(test_data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def valid_model(train_set):
-    """A KeypointModel that scores above 100 (briefly trained; see grading_scenarios.py)."""
-    return trained_model(train_set)
+def valid_model(train_set, tmp_path_factory):
+    """A KeypointModel that scores above 100 (briefly trained; see grading_scenarios.py). Trained once
+    per run: the test processes of `pytest -n 2` share it, as a file in their common temporary folder."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    path = shared / "valid_model.pt"
+    with FileLock(f"{path}.lock"):   # the other process waits while this one trains
+        if not path.exists():
+            save_model(trained_model(train_set), path)
+    return load_model(path).eval()
 
 
 @pytest.fixture(scope="session")
