@@ -42,7 +42,7 @@ endif
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch -c constraints.txt
-	$(PY) -m pip install --quiet -e ".[dev]" -c constraints.txt
+	$(PY) -m pip install --quiet -e ".[dev,cluster]" -c constraints.txt
 	# With rfc3987-syntax installed, importing jsonschema builds 35 parsers (jsonschema issue #1428): 3 s in
 	# every process that reads a notebook. No Jupyter schema uses the formats it checks.
 	$(PY) -m pip uninstall --quiet --yes rfc3987-syntax

@@ -12,20 +12,21 @@ command line (grader/cli.py) is a thin layer over this function.
 """
 import hashlib
 import json
+import os
 import re
 import shutil
 import sys
 import tempfile
 import warnings
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import cluster
 from .jail import DESCRIPTIONS, Limits
-from .pipeline import Context, grade_submission, grader_failed
+from .pipeline import Context, finish, grader_failed
 from .points import PointsRule
 from .results import read_result, write_gradebook, write_json_atomic
 from .sandbox import IsolationError, detect_isolation, exposed_paths
@@ -43,7 +44,7 @@ class GradingConfigError(ValueError):
 
 def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4096, force=False,
           max_points=PointsRule.max_points, full_points_at=PointsRule.full_at, zero_points_at=PointsRule.zero_at,
-          shard=None, isolation="jail", scratch_dir=None, progress=False):
+          shard=None, isolation="jail", scratch_dir=None, progress=False, scheduler=None):
     """
     Grade submissions on the hidden test split.
 
@@ -52,17 +53,21 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
       or a dict {name: path of a .zip or submission folder} that names them (say, by student id)
     - test_data: The hidden test CSV, or a folder holding test.csv
     - out_dir: Folder for the results (created)
-    - jobs: Submissions graded at once, each by its own worker process (one CPU core each)
+    - jobs: Submissions graded at once, each by its own worker process (one CPU core each); above 1,
+      on a local Dask cluster (grader/cluster.py)
     - timeout_s: Wall-clock seconds for one submission's worker (start, import, load, predict)
     - memory_mb: Address-space limit of the worker, in MB
     - force: Grade again submissions that out_dir already holds a result for. Without it, a result is
       reused only if it was graded with the same settings and the submission's content is unchanged
     - max_points, full_points_at, zero_points_at: The PointsRule (see grader/points.py)
-    - shard: "K/N" grades only the K-th of N equal shares of the submissions (for several machines)
+    - shard: "K/N" grades only the K-th of N equal shares of the submissions (for several machines);
+      "auto" reads K and N from a Slurm job array or a Kubernetes indexed job (see _select_shard)
     - isolation: "jail" (bubblewrap, see grader/jail.py; "auto" is the same) or, only when asked for by name,
       "none": the students' code then runs unjailed and could read the hidden test file
     - scratch_dir: Where scratch folders go (default: the system's temporary folder)
     - progress: Show a progress bar on stderr
+    - scheduler: Address of a running Dask scheduler ("tls://host:8786"): the submissions are graded
+      on its workers, which get each submission and the test images, never the labels
 
     Returns:
     - List of this batch's results (those skipped as already graded included), in submission order,
@@ -106,43 +111,40 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
             todo.append((name, source, digest))
     if todo:
         _grade_all(todo, results, _read_test_data(test_csv), out_dir,
-                   dict(limits=limits, isolation=isolation, points=points, key=key), jobs, scratch_dir, progress)
+                   dict(limits=limits, isolation=isolation, points=points, key=key), jobs, scheduler, scratch_dir,
+                   progress)
     write_gradebook(out_dir)
     return [results[name].to_json() for name, _ in named]
 
 
-def _grade_all(todo, results, data, out_dir, settings, jobs, scratch_dir, progress):
-    """Grade each (name, source, digest) of todo, `jobs` at once; write each result as soon as it is done."""
+def _grade_all(todo, results, data, out_dir, settings, jobs, scheduler, scratch_dir, progress):
+    """Grade each (name, source, digest) of todo, `jobs` at once or on a Dask cluster (grader/cluster.py);
+    write each result as soon as it is done."""
     if scratch_dir is not None:
         Path(scratch_dir).mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="grader-run-", dir=scratch_dir))
-    # Threads suffice: each submission's code runs in a worker process of its own, and the
-    # rest (unpacking, checks, scoring 1/(2*MSE) on small tensors) is quick.
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="grader")
     try:
         images = run_dir / "images.npy"
         np.save(images, data.images)                        # images only: the labels stay in this process
         images.chmod(0o644)                                 # the worker's unprivileged user reads it
         targets = pixels_to_unit(torch.from_numpy(data.keypoints)).numpy()   # (N, 15, 2), as the dataset
-        context = Context(images=images, targets=targets, scratch=run_dir, **settings)
-
-        def grade_one(name, source, digest):
-            try:
-                result = grade_submission(source, name, context)
-            except Exception as error:   # a bug of ours outside the checks: this submission's result says so
-                result = grader_failed(source, name, context, error)
-            result.extra["source_sha256"] = digest
-            return result
-
-        futures = {pool.submit(grade_one, *job): job[0] for job in todo}   # in order, with 1 job
-        with tqdm(total=len(todo), unit="submission", disable=not progress, file=sys.stderr) as bar:
-            for future in as_completed(futures):
-                name = futures[future]
-                results[name] = future.result()
-                write_json_atomic(out_dir / f"{name}.json", results[name])
+        context = Context(images=images, count=len(targets), targets=targets, scratch=run_dir, **settings)
+        sources = {name: (source, digest) for name, source, digest in todo}
+        with cluster.runner(jobs, scheduler) as run, \
+                tqdm(total=len(todo), unit="submission", disable=not progress, file=sys.stderr) as bar:
+            for name, outcome in run([(name, source) for name, source, _ in todo], context):
+                source, digest = sources[name]
+                try:
+                    result = finish(name, source, outcome, context)
+                except Exception as error:   # a bug of ours outside the steps: this submission's result says so
+                    result = grader_failed(source, name, context, error)
+                result.extra["source_sha256"] = digest
+                results[name] = result
+                write_json_atomic(out_dir / f"{name}.json", result)
                 bar.update()
+    except cluster.ClusterError as error:
+        raise GradingConfigError(str(error)) from None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)   # interrupted: start no more, wait for those running
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -189,14 +191,47 @@ def _is_submission_folder(path):
 
 
 def _select_shard(named, shard):
-    """Every N-th submission, starting with the K-th, for shard "K/N" (all for None)."""
+    """Every N-th submission, starting with the K-th, for shard "K/N" or "auto" (all for None)."""
     if shard is None:
         return named
+    k, n = _shard_from_environment() if shard == "auto" else _parse_shard(shard)
+    return named[k - 1::n]
+
+
+def _parse_shard(shard):
     match = re.fullmatch(r"(\d+)/(\d+)", str(shard))
     if not match or not 1 <= int(match[1]) <= int(match[2]):
-        raise GradingConfigError(f"--shard must be K/N with 1 <= K <= N, like 2/4 (got {shard!r})")
-    k, n = int(match[1]), int(match[2])
-    return named[k - 1::n]
+        raise GradingConfigError(f"--shard must be K/N with 1 <= K <= N, like 2/4, or auto (got {shard!r})")
+    return int(match[1]), int(match[2])
+
+
+def _shard_from_environment(env=os.environ):
+    """
+    (K, N) of this task of a job array:
+    - Slurm (sbatch --array=0-7): SLURM_ARRAY_TASK_ID, counted from SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT
+    - Kubernetes indexed Job: JOB_COMPLETION_INDEX (from 0) of GRADER_SHARDS, which the Job's spec sets to its
+      `completions` (Kubernetes does not tell a pod the count)
+    """
+    if "SLURM_ARRAY_TASK_ID" in env:
+        names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT")
+        values = [env.get(name, "") for name in names]
+        if not all(value.isdigit() for value in values) or int(values[2]) < 1:
+            raise GradingConfigError(f"--shard auto: this Slurm job's {', '.join(names)} are {values}; "
+                                     "run it as a job array (sbatch --array=0-7) with consecutive task ids")
+        k, n = int(values[0]) - int(values[1]) + 1, int(values[2])
+    elif "JOB_COMPLETION_INDEX" in env:
+        index, count = env["JOB_COMPLETION_INDEX"], env.get("GRADER_SHARDS", "")
+        if not (index.isdigit() and count.isdigit()):
+            raise GradingConfigError("--shard auto in a Kubernetes indexed Job needs GRADER_SHARDS set to the "
+                                     f"Job's completions in its spec (JOB_COMPLETION_INDEX={index!r}, "
+                                     f"GRADER_SHARDS={count!r}); see the README")
+        k, n = int(index) + 1, int(count)
+    else:
+        raise GradingConfigError("--shard auto found no job array here (no SLURM_ARRAY_TASK_ID, no "
+                                 "JOB_COMPLETION_INDEX): pass --shard K/N")
+    if not 1 <= k <= n:
+        raise GradingConfigError(f"--shard auto: task {k} of {n} is out of range; check the job array's settings")
+    return k, n
 
 
 def _test_csv(test_data):

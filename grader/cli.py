@@ -69,7 +69,11 @@ def add_grade(verbs):
                         help="the hidden test CSV, or the folder holding test.csv")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the results (created)")
     parser.add_argument("--jobs", type=int, default=defaults["jobs"],
-                        help="submissions graded at once, one CPU core each (default %(default)s)")
+                        help="submissions graded at once, one CPU core each; above 1 on a local Dask cluster "
+                             "(default %(default)s)")
+    parser.add_argument("--scheduler", default=defaults["scheduler"], metavar="ADDRESS",
+                        help="grade on a running Dask cluster, tcp://host:8786 or tls://host:8786 (see the README); "
+                             "its workers get the submissions and the test images, never the labels")
     parser.add_argument("--timeout", type=float, default=defaults["timeout_s"], metavar="S",
                         help="seconds one submission's code may run in all (default %(default)s)")
     parser.add_argument("--memory-mb", type=int, default=defaults["memory_mb"], metavar="MB",
@@ -84,7 +88,8 @@ def add_grade(verbs):
                         help="give partial points, rising linearly from 0 at this raw score to full points "
                              "(default: none, all or nothing)")
     parser.add_argument("--shard", default=defaults["shard"], metavar="K/N",
-                        help="grade only the K-th of N shares of the submissions (one share per machine)")
+                        help="grade only the K-th of N shares of the submissions (one share per machine); "
+                             "auto: this task's share of a Slurm job array or a Kubernetes indexed Job")
     parser.add_argument("--isolation", default=defaults["isolation"], choices=["auto", *ISOLATIONS],
                         help="how the submissions' code is isolated (default %(default)s: bubblewrap; auto is the "
                              "same). The grader refuses to run if the jail cannot start; 'none' runs student code "
@@ -101,7 +106,7 @@ def run_grade(args):
                             jobs=args.jobs, timeout_s=args.timeout, memory_mb=args.memory_mb, force=args.force,
                             max_points=args.max_points, full_points_at=args.full_points_at,
                             zero_points_at=args.zero_points_at, shard=args.shard, isolation=args.isolation,
-                            progress=True)
+                            progress=True, scheduler=args.scheduler)
     except GradingConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,17 +1,19 @@
 """
 Grading one submission: grade_submission owns the boundary, and STEPS are its checks.
 
-    unpack -> model_file -> plain_data -> parameters -> code -> predictions -> score
-    (unpack)  (model_check ...................)       (sandbox, worker)     (evaluation)
+    unpack -> model_file -> plain_data -> parameters -> code -> predictions | -> score
+    (unpack)  (model_check ...................)       (sandbox, worker)     |   (evaluation)
+    predict(): where the submission is (here, or on a Dask worker)           |   finish(): here
 
 The steps run in order. Each returns what the student reads when it passes, or
 raises CheckFailed with what went wrong and how to fix it; the submission then
 scores 0 and the later checks say they did not run. Any other exception is the
 grader's own fault: the result says so and is graded again on the next run.
 
-This module runs in the grader's process with the instructor's trusted
+This module runs in the grader's processes with the instructor's trusted
 exercise_code. The submission's code only ever runs in the worker, in the jail,
-and only JSON comes back; the labels never leave this process.
+and only JSON comes back. The steps before the score need no labels: the labels
+never leave the process that calls finish().
 """
 import datetime
 import shutil
@@ -47,19 +49,22 @@ class Context:
     What every submission of a run is graded with.
 
     - images: Path of a uint8 .npy array (N, 96, 96), the test images (no labels)
-    - targets: float32 array (N, 15, 2), the test keypoints in unit coordinates
+    - count: N, the number of test images
     - scratch: A folder for the submissions' scratch folders
     - limits, isolation: For the worker (see jail.py and sandbox.py)
-    - points: PointsRule
+    - targets: float32 array (N, 15, 2), the test keypoints in unit coordinates; None where
+      only predict() runs (a cluster worker)
+    - points: PointsRule (None where only predict() runs)
     - key: Identifies the test data and points rule (results with another key are regraded)
     """
     images: Path
-    targets: np.ndarray
+    count: int
     scratch: Path
     limits: Limits
     isolation: str
-    points: PointsRule
-    key: str
+    targets: np.ndarray | None = None
+    points: PointsRule | None = None
+    key: str | None = None
 
 
 @dataclass
@@ -86,40 +91,102 @@ class Step:
     timing: str | None = None    # the key of timings its seconds add to
 
 
+@dataclass
+class Outcome:
+    """
+    What predict() found: all a cluster worker sends back.
+
+    - passed: The student's text of each step that passed, in the order of STEPS
+    - failure: The message of the step that failed, or None when every step passed
+    - grader_error: Details of the grader's own failure, for the instructors (None: it did not fail)
+    - predictions: float32 array (N, 30) or (N, 15, 2), finite, when every step passed
+    - timings: Seconds of the steps
+    """
+    passed: list = field(default_factory=list)
+    failure: str | None = None
+    grader_error: str | None = None
+    predictions: np.ndarray | None = None
+    timings: dict = field(default_factory=dict)
+
+
 def grade_submission(source, name, context):
     """
-    Grade one submission: run STEPS in order, until one fails.
+    Grade one submission in this process: predict(), then finish().
 
     Inputs:
     - source: Path of a .zip or of an unpacked submission folder
     - name: The submission's name in the results
-    - context: Context
+    - context: Context, with the targets
 
     Returns:
     - Result; never raises for a bad submission
     """
+    return finish(name, source, predict(source, context), context)
+
+
+def predict(source, context):
+    """
+    Run the steps before the score (PREDICT_STEPS) on one submission, until one fails.
+
+    Inputs:
+    - source: Path of a .zip or of an unpacked submission folder
+    - context: Context (its targets are not used)
+
+    Returns:
+    - Outcome; never raises for a bad submission
+    """
     start = time.perf_counter()
     work = Submission(source=Path(source), context=context)
-    passed, failure, grader_error = [], None, None    # passed: the text of each check that passed, in order
+    outcome = Outcome(timings=work.timings)
     try:
         work.scratch = Path(tempfile.mkdtemp(prefix="submission-", dir=context.scratch))
-        for step in STEPS:
+        for step in PREDICT_STEPS:
             with _timer(work.timings, step.timing):
-                passed.append(step.run(work))
+                outcome.passed.append(step.run(work))
+        outcome.predictions = work.predictions.numpy()
     except CheckFailed as error:
-        failure = str(error)
+        outcome.failure = str(error)
     except Exception as error:  # our bug or our machine: the student gets a zero that says so
-        failure, grader_error = _grader_failure(error)
+        outcome.failure, outcome.grader_error = grader_failure(error)
     finally:
         if work.scratch:
             shutil.rmtree(work.scratch, ignore_errors=True)
     work.timings["total_s"] = round(time.perf_counter() - start, 3)
+    return outcome
+
+
+def finish(name, source, outcome, context):
+    """
+    The Result of a submission from its Outcome: the score step, which needs the labels, runs here.
+
+    Inputs:
+    - name: The submission's name in the results
+    - source: Its path (recorded in the result)
+    - outcome: Outcome of predict(), here or on a cluster worker
+    - context: Context, with the targets
+
+    Returns:
+    - Result
+    """
+    start = time.perf_counter()
+    work = Submission(source=Path(source), context=context, timings=dict(outcome.timings))
+    passed, failure, grader_error = list(outcome.passed), outcome.failure, outcome.grader_error
+    if failure is None:
+        try:
+            work.predictions = torch.from_numpy(outcome.predictions)
+            with _timer(work.timings, SCORE_STEP.timing):
+                passed.append(SCORE_STEP.run(work))
+        except CheckFailed as error:
+            failure = str(error)
+        except Exception as error:
+            failure, grader_error = grader_failure(error)
+    work.timings["total_s"] = round(work.timings.get("total_s", 0.0) + time.perf_counter() - start, 3)
     return make_result(name, work, passed, failure, grader_error)
 
 
 def grader_failed(source, name, context, error):
     """The Result for a submission whose grading raised `error` outside the steps (a bug of ours)."""
-    return make_result(name, Submission(source=Path(source), context=context), [], *_grader_failure(error))
+    return make_result(name, Submission(source=Path(source), context=context), [], *grader_failure(error))
 
 
 def make_result(name, work, passed, failure=None, grader_error=None):
@@ -158,14 +225,15 @@ def make_result(name, work, passed, failure=None, grader_error=None):
         tests=rows, execution_time=work.timings.get("total_s", 0.0),
         extra={"source": str(work.source), "isolation": context.isolation,
                "isolation_text": DESCRIPTIONS[context.isolation], "timings": work.timings, "key": context.key,
-               "points_rule": rule.as_dict(), "points_rule_text": rule.describe(), "test_images": len(context.targets),
+               "points_rule": rule.as_dict(), "points_rule_text": rule.describe(), "test_images": context.count,
                "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "grader_error": grader_error})
 
 
-def _grader_failure(error):
-    """(message for the student, details for the instructors only: they may name our paths)."""
-    return (messages.GRADER_FAILED.format(reason=type(error).__name__),
+def grader_failure(error, reason=None):
+    """(message for the student, details for the instructors only: they may name our paths) of a grading
+    that raised `error`, a bug of ours or our machine's; reason defaults to the error's type."""
+    return (messages.GRADER_FAILED.format(reason=reason or type(error).__name__),
             "".join(traceback.format_exception(error))[-TRACEBACK_CHARS:])
 
 
@@ -205,13 +273,13 @@ def run_code(work):
                           f"{run.exit_code}): {str(run.report.get('error')) if run.report else run.stderr[-500:]}")
     stage, sent = stopped_at(run), bool(run.report and run.report.get("ok"))
     if stage != "predict" and not sent:   # it stopped, or raised, before predicting
-        raise CheckFailed("code", failure_message(run, stage, len(context.targets), context.limits))
+        raise CheckFailed("code", failure_message(run, stage, context.count, context.limits))
     return messages.CODE_RAN
 
 
 def check_predictions(work):
     """The worker's predictions, checked: sent in time, of the right shape, numbers, finite."""
-    run, n, limits = work.run, len(work.context.targets), work.context.limits
+    run, n, limits = work.run, work.context.count, work.context.limits
     if run.timed_out or not (run.report and run.report.get("ok")):
         raise CheckFailed("predictions", failure_message(run, stopped_at(run), n, limits))
     work.predictions = predictions_tensor(run.report, n)
@@ -223,7 +291,7 @@ def score(work):
     """The raw score 1/(2*MSE), exactly as evaluate_model computes it (the tensors are small: this is quick)."""
     work.raw_score = keypoint_score(work.predictions, torch.from_numpy(work.context.targets))
     rule, raw = work.context.points, work.raw_score
-    return messages.SCORE.format(raw_score=raw, n=len(work.context.targets),
+    return messages.SCORE.format(raw_score=raw, n=work.context.count,
                                  mse=1 / (2 * raw) if raw else float("nan"), points=rule.points(raw),
                                  max_points=rule.max_points, rule=rule.describe())
 
@@ -238,6 +306,7 @@ STEPS = (
     Step("score", TITLES["score"], score, "scoring_s"),
 )
 CHECKS = {step.name: step.title for step in STEPS}   # name -> title, in order
+PREDICT_STEPS, SCORE_STEP = STEPS[:-1], STEPS[-1]    # the score alone needs the labels
 
 
 @contextmanager

@@ -14,6 +14,7 @@ copied as plain files, never unpacked. Files are created with O_EXCL and
 O_NOFOLLOW, in folders we made, so nothing can be written outside dest.
 """
 import hashlib
+import io
 import os
 import stat
 import zipfile
@@ -86,6 +87,31 @@ def submission_sha256(source):
         with entry.open() as f:
             digest.update(f"{'/'.join(entry.parts)}\0{hashlib.file_digest(f, 'sha256').hexdigest()}\n".encode())
     return digest.hexdigest()
+
+
+def pack(source):
+    """
+    A submission as the bytes of a zip, to send to a cluster worker, which unpacks it.
+
+    Inputs:
+    - source: Path of a .zip file (sent as it is) or of an unpacked submission folder
+
+    Returns:
+    - bytes. Raises CheckFailed("unpack", ...) for a folder unpack would refuse: its
+      links are never followed, so nothing outside it is read.
+    """
+    source = Path(source)
+    if not source.is_dir():
+        return source.read_bytes()
+    entries = _folder_entries(source)
+    if not entries:
+        raise _refused(messages.NO_FILES)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for entry in entries:
+            with entry.open() as f:
+                archive.writestr("/".join(entry.parts), f.read())
+    return buffer.getvalue()
 
 
 def find_submission_root(folder):

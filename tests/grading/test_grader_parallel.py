@@ -1,8 +1,11 @@
 """Parallel grading: a grader crash on one submission loses only that submission, and we know which one."""
 import json
+from pathlib import Path
 
-import grader.api as api
+import grader.cluster as cluster
 from grader.api import grade
+
+CRASH = b"not a zip, and the grader crashes on it"
 
 
 def junk(folder, *names):
@@ -14,15 +17,17 @@ def junk(folder, *names):
 
 
 def test_a_crash_loses_only_its_own_task(tmp_path, hidden_subset, monkeypatch):
-    """Does a grader crash on one submission leave every other result, and report that one as the grader's fault?"""
-    honest = api.grade_submission
+    """Does a grader crash on one submission (on the local cluster of --jobs 2) leave every other result,
+    and report that one as the grader's fault?"""
+    honest = cluster.predict
 
-    def crash_on_c(source, name, context):
-        if name == "c":
+    def crash_on_c(source, context):   # runs on a worker, which sees the submission's bytes, not its name
+        if Path(source).read_bytes() == CRASH:
             raise MemoryError("the grader's machine ran out of memory")
-        return honest(source, name, context)
-    monkeypatch.setattr(api, "grade_submission", crash_on_c)
+        return honest(source, context)
+    monkeypatch.setattr(cluster, "predict", crash_on_c)
     submissions, out = junk(tmp_path / "in", *"abcdef"), tmp_path / "out"
+    (submissions / "c.zip").write_bytes(CRASH)
     results = {r["extra_data"]["submission"]: r for r in grade(submissions=[submissions], test_data=hidden_subset,
                                                                   out_dir=out, jobs=2)}
     assert sorted(results) == list("abcdef") and sorted(p.stem for p in out.glob("*.json")) == list("abcdef")
@@ -33,7 +38,7 @@ def test_a_crash_loses_only_its_own_task(tmp_path, hidden_subset, monkeypatch):
     assert crashed["score"] == 0 and "The grader itself failed on this submission (MemoryError)" in crashed["output"]
     assert "ran out of memory" in crashed["extra_data"]["grader_error"]   # the details, for the instructors
 
-    monkeypatch.setattr(api, "grade_submission", honest)   # the next run grades it again, and only it
+    monkeypatch.setattr(cluster, "predict", honest)   # the next run grades it again, and only it
     before = {p.stem: p.stat().st_mtime_ns for p in out.glob("*.json")}
     grade(submissions=[submissions], test_data=hidden_subset, out_dir=out, jobs=2)
     after = {p.stem: p.stat().st_mtime_ns for p in out.glob("*.json")}
@@ -42,12 +47,12 @@ def test_a_crash_loses_only_its_own_task(tmp_path, hidden_subset, monkeypatch):
 
 
 def test_one_job_keeps_the_order(tmp_path, hidden_subset, monkeypatch):
-    """With one job, are submissions graded in the order given?"""
-    order, honest = [], api.grade_submission
+    """With one job, are submissions graded in the order given, in this process?"""
+    order, honest = [], cluster.predict
 
-    def recording(source, name, context):
-        order.append(name)
-        return honest(source, name, context)
-    monkeypatch.setattr(api, "grade_submission", recording)
+    def recording(source, context):
+        order.append(Path(source).stem)
+        return honest(source, context)
+    monkeypatch.setattr(cluster, "predict", recording)
     grade(submissions=[junk(tmp_path / "in", "e", "b", "d", "a")], test_data=hidden_subset, out_dir=tmp_path / "out")
     assert order == ["a", "b", "d", "e"]   # submission order: by name

@@ -16,7 +16,7 @@ from grader.jail import Limits
 
 def result(name, raw, failure=None, points=PointsRule()):
     """A result as the pipeline makes it, without grading anything (its JSON, as written to disk)."""
-    context = Context(images=None, targets=np.zeros((8, 15, 2), np.float32), scratch=None,
+    context = Context(images=None, count=8, targets=np.zeros((8, 15, 2), np.float32), scratch=None,
                       limits=Limits(10, 512), isolation="jail", points=points, key="k")
     work = Submission(source=Path(f"/in/{name}.zip"), context=context, raw_score=None if failure else raw,
                       timings={"total_s": 1.0})

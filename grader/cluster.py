@@ -1,0 +1,209 @@
+"""
+Where grade() runs the steps before the score (pipeline.predict): here, or on Dask.
+
+    jobs=1, no scheduler     in this process, one submission after another
+    jobs=N                   a local Dask cluster in this process: N workers of one thread each
+                             (each submission's code runs in a jailed process of its own), and
+                             nothing listening on the network
+    scheduler=ADDRESS        a running Dask cluster ("tcp://host:8786", "tls://host:8786"; see the
+                             README: started by hand, on Slurm or on Kubernetes)
+
+A task gets the submission's files and the test images, never the labels: the
+score is computed in this process (pipeline.finish), so a worker, and the
+student code it runs, has nothing to leak. Fail closed: every worker must start
+the jail before anything is sent, and a worker that cannot refuses the task. A
+task that raised is retried once; a task whose worker died is rescheduled once
+(ALLOWED_FAILURES); after that the submission gets a result that says so, to be
+graded again on the next run, and the batch goes on. Dask has no per-task
+timeout: the jail's wall-clock kill (timeout_s) is the one that counts.
+"""
+import logging
+import tempfile
+import uuid
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckFailed
+from .jail import Limits
+from .pipeline import Context, Outcome, grader_failure, predict
+from .sandbox import IsolationError, detect_isolation
+from .unpack import pack
+
+ALLOWED_FAILURES = 1       # deaths of a task's worker Dask survives: one retry elsewhere
+CONNECT_TIMEOUT_S = 30
+IN_FLIGHT_PER_THREAD = 2   # submissions sent ahead of the workers: enough to keep them busy
+LOOPBACK = "127.0.0.1:0"   # any free port, on this machine only
+INSTALL = "pip install -e '.[cluster]' (make setup does)"
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot be used (not installed, unreachable, a worker that cannot jail); the message says why."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task needs besides the submission and the images (no labels); scratch: where its scratch folder
+    goes on a local cluster (None: the worker's temporary folder)."""
+    limits: Limits
+    isolation: str
+    scratch: str | None = None
+
+
+@contextmanager
+def runner(jobs, scheduler=None):
+    """
+    with runner(jobs, scheduler) as run: for name, outcome in run(todo, context): ...
+
+    Inputs:
+    - jobs: Submissions at once on the local cluster (1: in this process, no cluster)
+    - scheduler: Address of a running Dask scheduler, or None
+
+    Yields:
+    - run(todo, context): an iterator of (name, Outcome), in the order they finish, for
+      todo a list of (name, source) and context the run's Context (its labels stay here)
+    """
+    if scheduler is None and jobs == 1:
+        yield _here
+        return
+    distributed = _import_distributed()
+    cluster = None
+    try:
+        if scheduler is None:
+            import dask
+            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+                # Its HTTP servers (a dashboard, health checks) would listen on every interface by default.
+                cluster = distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=False,
+                                                   dashboard_address=LOOPBACK, worker_dashboard_address=LOOPBACK,
+                                                   silence_logs=logging.CRITICAL)
+            client = distributed.Client(cluster)
+        else:
+            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+    except OSError as error:
+        raise ClusterError(f"Cannot reach the Dask scheduler at {scheduler}: {error}. Is it running, and is "
+                           "the address (tcp:// or tls://) right?") from None
+    try:
+        yield lambda todo, context: _on_cluster(client, todo, context, local=scheduler is None)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _here(todo, context):
+    for name, source in todo:
+        try:
+            outcome = predict(source, context)
+        except Exception as error:   # a bug of ours outside the steps: this submission's result says so
+            outcome = _failed(error)
+        yield name, outcome
+
+
+def _on_cluster(client, todo, context, local):
+    distributed = _import_distributed()
+    _require_jail_everywhere(client, context.isolation)
+    # The images, once for the whole batch: a task, not scattered data, so that the scheduler makes them again
+    # (from its graph) when the worker that holds them dies. Each submission travels in its own task for the
+    # same reason; at most IN_FLIGHT_PER_THREAD per worker thread at once bounds the scheduler's memory.
+    images = client.submit(_same, np.load(context.images), key=f"test-images-{uuid.uuid4().hex}", pure=False)
+    spec = TaskSpec(limits=context.limits, isolation=context.isolation, scratch=str(context.scratch) if local else None)
+    in_flight = IN_FLIGHT_PER_THREAD * sum(worker["nthreads"] for worker in client.scheduler_info()["workers"].values())
+    waiting, running, names = iter(todo), distributed.as_completed(), {}
+
+    def send():
+        """Send submissions until in_flight are on the cluster; yield those refused on the way (no task needed)."""
+        while running.count() < in_flight and (item := next(waiting, None)):
+            name, source = item
+            try:
+                payload = pack(source)
+            except CheckFailed as error:   # refused as unpack would refuse it: nothing to send
+                yield name, Outcome(failure=str(error))
+                continue
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Sending large graph", UserWarning)   # a model of up to 20 MB
+                future = client.submit(predict_on_worker, payload, Path(source).name, images, spec, pure=False,
+                                       retries=1, key=f"grade-{name}-{uuid.uuid4().hex}")
+            names[future] = name
+            running.add(future)
+
+    yield from send()
+    for future in running:
+        name = names.pop(future)
+        try:
+            outcome = future.result()
+        except distributed.KilledWorker as error:   # its worker died, and the one it was retried on
+            outcome = _failed(error, "the machines grading it stopped, twice")
+        except IsolationError as error:   # a worker that cannot jail joined after the start: refused
+            outcome = _failed(error, "no machine could isolate your code")
+        except Exception as error:   # the task raised twice: a bug of ours, or a broken worker
+            outcome = _failed(error)
+        yield name, outcome
+        yield from send()
+
+
+def _same(value):
+    return value
+
+
+def _failed(error, reason=None):
+    """The Outcome of a grading that raised: the grader's fault, graded again on the next run."""
+    failure, details = grader_failure(error, reason)
+    return Outcome(failure=failure, grader_error=details)
+
+
+def predict_on_worker(payload, filename, images, spec):
+    """
+    The task, on a Dask worker: pipeline.predict of one submission.
+
+    Inputs:
+    - payload: The submission as the bytes of a zip (unpack.pack)
+    - filename: Its file name, as the student named it (the messages name it)
+    - images: uint8 array (N, 96, 96), the test images
+    - spec: TaskSpec
+
+    Returns:
+    - Outcome. Raises IsolationError if this worker cannot start the jail: it never runs student code unjailed.
+    """
+    isolation = detect_isolation(spec.isolation)
+    with tempfile.TemporaryDirectory(prefix="grader-task-", dir=spec.scratch) as scratch:
+        scratch = Path(scratch)
+        (scratch / "submission").mkdir()
+        source = scratch / "submission" / Path(filename).name
+        source.write_bytes(payload)
+        images_path = scratch / "images.npy"
+        np.save(images_path, images)
+        images_path.chmod(0o644)   # the jailed worker's unprivileged user reads it
+        context = Context(images=images_path, count=len(images), scratch=scratch, limits=spec.limits,
+                          isolation=isolation)
+        return predict(source, context)
+
+
+def _jail_problem(isolation):
+    """None if this worker can start the isolation; else why not (run on every worker before any task)."""
+    try:
+        detect_isolation(isolation)
+    except IsolationError as error:
+        return str(error)
+    return None
+
+
+def _require_jail_everywhere(client, isolation):
+    problems = {worker: problem for worker, problem in client.run(_jail_problem, isolation).items() if problem}
+    if not client.scheduler_info()["workers"]:
+        raise ClusterError("The Dask cluster has no workers: start some (dask worker ADDRESS), then grade again")
+    if problems:
+        worker, problem = next(iter(problems.items()))
+        raise ClusterError(f"{len(problems)} worker(s) of the cluster cannot start the jail, so nothing was "
+                           f"graded; {worker}: {problem}. Fix those machines or stop their workers.")
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise ClusterError(f"Grading with --jobs above 1 or --scheduler runs on Dask, which is not installed: "
+                           f"{INSTALL}") from None
+    return distributed
