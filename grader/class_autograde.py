@@ -22,6 +22,7 @@ worker that fails costs time, never a grade: step 3 computes what it finds unsav
 """
 import glob
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -80,6 +81,7 @@ def autograde_class(assignment, *, test_data, jobs=1, force=False, course=".", n
     if jobs < 1:
         raise ClassAutogradeError(f"--jobs must be 1 or more (got {jobs})")
     course = Path(course).resolve()
+    log = log or (lambda text: print(text, end="", file=sys.stderr))
     if not (course / "nbgrader_config.py").is_file():
         raise ClassAutogradeError(f"{course} holds no nbgrader_config.py: run this in the course folder")
     scratch = Path(tempfile.mkdtemp(prefix="class-autograde-"))   # mode 0700: no kernel sees it
@@ -92,9 +94,9 @@ def autograde_class(assignment, *, test_data, jobs=1, force=False, course=".", n
             _score_models(api, assignment, students, jobs)
         if jobs > 1 and len(students) > 1:
             with _timed(run.seconds, "workers"):
-                _record(api, args, assignment, students, jobs, scratch)
+                _record(api, args, assignment, students, jobs, scratch, log)
         with _timed(run.seconds, "gradebook"):
-            _write_gradebook(api, assignment, run, log or (lambda text: print(text, end="", file=sys.stderr)))
+            _write_gradebook(api, assignment, run, log)
         return run
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -102,6 +104,10 @@ def autograde_class(assignment, *, test_data, jobs=1, force=False, course=".", n
 
 def _course_api(course, test_data, nbgrader_args, scratch):
     """(CourseAPI, the nbgrader settings every process of the run gets on top of the course's config)."""
+    for arg in nbgrader_args:   # nbgrader's own flags (--force, --log-level) are its command line's, not settings
+        if not re.fullmatch(r"--\w+\.\w+=.*", arg, re.S):
+            raise ClassAutogradeError(f"The nbgrader settings after -- must read --Class.setting=value, as "
+                                      f"--Execute.timeout=60 or --Application.log_level=DEBUG (got {arg!r})")
     args = [*nbgrader_args, f"--TrustedGrades.test_data={Path(test_data).resolve()}",
             f"--Replay.folder={scratch / 'replay'}"]
     (scratch / "replay").mkdir()
@@ -182,7 +188,7 @@ def _score_models(api, assignment, students, jobs):
     api.trusted.grade_models(submissions, max_points, api.trusted.results_dir, jobs=jobs)
 
 
-def _record(api, args, assignment, students, jobs, scratch):
+def _record(api, args, assignment, students, jobs, scratch, log):
     """Step 2: the students' autograde in `jobs` worker processes, recording (nothing they write is kept)."""
     db_url = api.coursedir.db_url
     if not db_url.startswith("sqlite:///"):
@@ -192,11 +198,12 @@ def _record(api, args, assignment, students, jobs, scratch):
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_start_worker,
                              initargs=(str(api.course), args, master, str(scratch))) as pool:
         futures = [pool.submit(_worker_autograde, assignment, student) for student in students]
-        for future in futures:
+        for student, future in zip(students, futures):
             try:
                 future.result()
-            except Exception:   # a worker that died (BrokenProcessPool): step 3 computes what it did not save
-                pass
+            except Exception as error:   # a worker that died (BrokenProcessPool): step 3 computes what it did not save
+                log(f"[class autograde] the worker autograding {student} failed ({type(error).__name__}: {error}); "
+                    "it is autograded again in this process\n")
 
 
 def _write_gradebook(api, assignment, run, log):

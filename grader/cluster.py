@@ -81,8 +81,9 @@ def runner(jobs, scheduler=None):
                                                    silence_logs=logging.CRITICAL)
             client = distributed.Client(cluster)
         else:
+            _require_tls_settings(scheduler)
             client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
-    except OSError as error:
+    except OSError as error:   # TimeoutError included
         raise ClusterError(f"Cannot reach the Dask scheduler at {scheduler}: {error}. Is it running, and is "
                            "the address (tcp:// or tls://) right?") from None
     try:
@@ -198,6 +199,16 @@ def _require_jail_everywhere(client, isolation):
         worker, problem = next(iter(problems.items()))
         raise ClusterError(f"{len(problems)} worker(s) of the cluster cannot start the jail, so nothing was "
                            f"graded; {worker}: {problem}. Fix those machines or stop their workers.")
+
+
+def _require_tls_settings(scheduler):
+    import dask
+
+    needed = ("distributed.comm.tls.ca-file", "distributed.comm.tls.client.cert", "distributed.comm.tls.client.key")
+    if str(scheduler).startswith("tls://") and not all(dask.config.get(name, None) for name in needed):
+        raise ClusterError(f"{scheduler} takes TLS connections only, and the grader has no certificate: set "
+                           "DASK_DISTRIBUTED__COMM__TLS__CA_FILE, DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and "
+                           "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY (see the README)")
 
 
 def _import_distributed():

@@ -147,14 +147,18 @@ def test_the_gradebook_process_takes_the_workers_kernel_runs(courses):
 
 
 def test_refuses_outside_a_course_and_without_the_hidden_data(tmp_path, courses, monkeypatch, capsys):
-    """Does the verb say what is wrong, exit 2, and write nothing, outside a course or without the test data?"""
+    """Does the verb say what is wrong, exit 2, and write nothing, outside a course, without the test data, or
+    with one of nbgrader's own flags where its settings go?"""
     from grader import cli
 
-    for cwd, test_data, expected in [(tmp_path, tmp_path / "x.csv", "holds no nbgrader_config.py"),
-                                     (courses["parallel"], tmp_path / "missing.csv", "hidden test data is not there")]:
+    hidden = courses["parallel"].parent / "hidden.csv"
+    for cwd, test_data, extra, expected in [
+            (tmp_path, tmp_path / "x.csv", [], "holds no nbgrader_config.py"),
+            (courses["parallel"], tmp_path / "missing.csv", [], "hidden test data is not there"),
+            (courses["parallel"], hidden, ["--", "--log-level=DEBUG"], "must read --Class.setting=value")]:
         monkeypatch.chdir(cwd)
         before = sorted(Path(cwd).rglob("*"))
-        assert cli.main(["autograde", "ps1", "--test-data", str(test_data), "--jobs", "2"]) == 2
+        assert cli.main(["autograde", "ps1", "--test-data", str(test_data), "--jobs", "2", *extra]) == 2
         assert expected in capsys.readouterr().err
         assert sorted(Path(cwd).rglob("*")) == before
 

@@ -10,6 +10,7 @@ import pickle
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -269,3 +270,28 @@ def test_shard_auto_says_what_is_missing(env, words):
     """Outside a job array, or with a half-set one, does --shard auto say what to set?"""
     with pytest.raises(GradingConfigError, match=words):
         api._shard_from_environment(env)
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, hidden_subset, monkeypatch):
+    """Does a scheduler address where nothing listens give one clear error, before anything is graded?"""
+    import grader.cluster
+
+    monkeypatch.setattr(grader.cluster, "CONNECT_TIMEOUT_S", 2)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    (tmp_path / "a.zip").write_bytes(b"not a zip")
+    with pytest.raises(GradingConfigError, match=rf"Cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
+        grade(submissions=[tmp_path / "a.zip"], test_data=hidden_subset, out_dir=tmp_path / "out",
+              scheduler=f"tcp://127.0.0.1:{port}")
+    assert not list((tmp_path / "out").glob("*.json"))
+
+
+def test_a_tls_scheduler_without_a_certificate_is_a_clear_error(tmp_path, hidden_subset, monkeypatch):
+    """Does tls:// without the grader's certificate in Dask's settings say which settings to make?"""
+    for name in ("CA_FILE", "CLIENT__CERT", "CLIENT__KEY"):
+        monkeypatch.delenv(f"DASK_DISTRIBUTED__COMM__TLS__{name}", raising=False)
+    (tmp_path / "a.zip").write_bytes(b"not a zip")
+    with pytest.raises(GradingConfigError, match="DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"):
+        grade(submissions=[tmp_path / "a.zip"], test_data=hidden_subset, out_dir=tmp_path / "out",
+              scheduler="tls://127.0.0.1:8786")
