@@ -35,6 +35,12 @@ from .unpack import pack
 
 ALLOWED_FAILURES = 1       # deaths of a task's worker Dask survives: one retry elsewhere
 CONNECT_TIMEOUT_S = 30
+# The local cluster lives in the grader's process: no statistical profiler sampling its threads every 10 ms,
+# no memory monitor (each submission's code runs in a jail with its own memory limit).
+LOCAL_CONFIG = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES, "distributed.worker.profile.enabled": False,
+                "distributed.worker.memory.monitor-interval": "1s", "distributed.worker.memory.target": False,
+                "distributed.worker.memory.spill": False, "distributed.worker.memory.pause": False,
+                "distributed.worker.memory.terminate": False}
 IN_FLIGHT_PER_THREAD = 2   # submissions sent ahead of the workers: enough to keep them busy
 LOOPBACK = "127.0.0.1:0"   # any free port, on this machine only
 INSTALL = "pip install -e '.[cluster]' (make setup does)"
@@ -74,7 +80,7 @@ def runner(jobs, scheduler=None):
     try:
         if scheduler is None:
             import dask
-            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+            with dask.config.set(LOCAL_CONFIG):
                 # Its HTTP servers (a dashboard, health checks) would listen on every interface by default.
                 cluster = distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=False,
                                                    dashboard_address=LOOPBACK, worker_dashboard_address=LOOPBACK,
