@@ -90,6 +90,8 @@ def runner(jobs, scheduler=None):
             _require_tls_settings(scheduler)
             client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
     except OSError as error:   # TimeoutError included
+        if scheduler is None:
+            raise ClusterError(f"Cannot start a local Dask cluster of {jobs} workers: {error}") from None
         raise ClusterError(f"Cannot reach the Dask scheduler at {scheduler}: {error}. Is it running, and is "
                            "the address (tcp:// or tls://) right?") from None
     try:
