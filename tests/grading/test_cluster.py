@@ -23,6 +23,7 @@ distributed = pytest.importorskip("distributed", reason="the cluster extra: pip 
 
 from exercise_code.util.submission import MODEL_ENTRY, create_submission_zip
 from grader import api
+from grader import cluster as cluster_module
 from grader.api import GradingConfigError, grade
 from grading_scenarios import build_submission, patch_forward, valid_workspace
 
@@ -66,19 +67,23 @@ def test_the_local_cluster_gives_the_results_of_one_process(submissions, hidden_
     assert {r["extra_data"]["submission"]: r["extra_data"]["raw_score"] is not None for r in there} == {
         name: name in ("valid", "valid_folder") for name in SCENARIOS}
     assert_no_labels_in(sent, hidden_subset)
-    listening = {address for _, _, addresses in sent for address in addresses}
+    listening = {address for _, _, addresses, _ in sent for address in addresses}
     assert listening and all(ip in LOOPBACK_HEX for ip, _ in listening), listening   # loopback only
+    # 7 submissions, but never more than 2 per worker thread on the cluster at once (the scheduler's memory)
+    assert max(on_cluster for *_, on_cluster in sent) <= cluster_module.IN_FLIGHT_PER_THREAD * 2
 
 
 def spy_on_the_cluster(monkeypatch):
-    """Record every argument the grader hands to Dask (submit, scatter), and the addresses this process
-    listens on meanwhile; returns the list it fills with (args, kwargs, addresses)."""
+    """Record every argument the grader hands to Dask (submit, scatter), the addresses this process listens
+    on meanwhile, and how many submissions are on the cluster; returns the list it fills with
+    (args, kwargs, addresses, submissions on the cluster)."""
     sent = []
     for method in ("submit", "scatter"):
         honest = getattr(distributed.Client, method)
 
         def spy(self, *args, _honest=honest, **kwargs):
-            sent.append((args, kwargs, listening_addresses()))
+            on_cluster = sum(str(key).startswith("grade-") for key in self.futures)   # submissions sent before
+            sent.append((args, kwargs, listening_addresses(), on_cluster))
             return _honest(self, *args, **kwargs)
         monkeypatch.setattr(distributed.Client, method, spy)
     return sent
@@ -115,7 +120,7 @@ def assert_no_labels_in(sent, hidden_csv):
     row = hidden_csv.read_text().splitlines()[1]
     labels.append(row.split(",")[0].encode())   # the first label as the CSV writes it
     assert sent
-    for args, kwargs, _ in sent:
+    for args, kwargs, *_ in sent:
         blob = pickle.dumps((args, {k: v for k, v in kwargs.items() if k != "key"}))
         for label in labels:
             assert label not in blob, "a label was sent to the cluster"
