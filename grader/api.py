@@ -90,7 +90,7 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
                                  f"(got {jobs}, {timeout_s}, {memory_mb})")
     if isolation == "none":
         warnings.warn(f"Grading with isolation 'none', as asked: {DESCRIPTIONS['none']}.")
-    test_csv = _test_csv(test_data)
+    test_csv = test_csv_path(test_data)
     out_dir = _writable_dir(out_dir)
     _keep_private(isolation, test_csv=test_csv, out_dir=out_dir)
     named = _select_shard(find_submissions(submissions), shard)
@@ -234,7 +234,9 @@ def _shard_from_environment(env=os.environ):
     return k, n
 
 
-def _test_csv(test_data):
+def test_csv_path(test_data):
+    """The hidden test CSV that test_data names (the CSV, or the folder holding test.csv), resolved;
+    GradingConfigError, saying how to get it, if it is not there."""
     path = Path(test_data)
     csv = path / "test.csv" if path.is_dir() else path
     if not csv.is_file():

@@ -150,10 +150,12 @@ def _preflight(api):
         jail.require(isolation)
     except jail.JailUnavailable as error:
         raise ClassAutogradeError(f"{STOPPED}: it will not run student code: {error}") from None
-    test_csv = Path(api.trusted.test_data)
-    if not (test_csv / "test.csv" if test_csv.is_dir() else test_csv).is_file():
-        raise ClassAutogradeError(f"{test_csv}: the hidden test data is not there. Pass --test-data the test CSV "
-                                  "or the folder holding test.csv.")
+    from .api import GradingConfigError, test_csv_path   # imported here: it imports torch
+
+    try:
+        test_csv_path(api.trusted.test_data)
+    except GradingConfigError as error:
+        raise ClassAutogradeError(str(error)) from None
     problem = hidden_data_problem(api.trusted.test_data, os.environ.get(DATA_ENV))
     if problem:
         raise ClassAutogradeError(problem)

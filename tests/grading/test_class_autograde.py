@@ -154,7 +154,7 @@ def test_refuses_outside_a_course_and_without_the_hidden_data(tmp_path, courses,
     hidden = courses["parallel"].parent / "hidden.csv"
     for cwd, test_data, extra, expected in [
             (tmp_path, tmp_path / "x.csv", [], "holds no nbgrader_config.py"),
-            (courses["parallel"], tmp_path / "missing.csv", [], "hidden test data is not there"),
+            (courses["parallel"], tmp_path / "missing.csv", [], "the hidden test file is not there"),
             (courses["parallel"], hidden, ["--", "--log-level=DEBUG"], "must read --Class.setting=value")]:
         monkeypatch.chdir(cwd)
         before = sorted(Path(cwd).rglob("*"))
