@@ -13,7 +13,7 @@ score is computed in this process (pipeline.finish), so a worker, and the
 student code it runs, has nothing to leak. Fail closed: every worker must start
 the jail before anything is sent, and a worker that cannot refuses the task. A
 task that raised is retried once; a task whose worker died is rescheduled once
-(ALLOWED_FAILURES); after that the submission gets a result that says so, to be
+(the scheduler's distributed.scheduler.allowed-failures = 1, see the README); after that the submission gets a result that says so, to be
 graded again on the next run, and the batch goes on. Dask has no per-task
 timeout: the jail's wall-clock kill (timeout_s) is the one that counts.
 """
@@ -33,11 +33,10 @@ from .pipeline import Context, Outcome, grader_failure, predict
 from .sandbox import IsolationError, detect_isolation
 from .unpack import pack
 
-ALLOWED_FAILURES = 1       # deaths of a task's worker Dask survives: one retry elsewhere
 CONNECT_TIMEOUT_S = 30
 # The local cluster lives in the grader's process: no statistical profiler sampling its threads every 10 ms,
 # no memory monitor (each submission's code runs in a jail with its own memory limit).
-LOCAL_CONFIG = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES, "distributed.worker.profile.enabled": False,
+LOCAL_CONFIG = {"distributed.worker.profile.enabled": False,
                 "distributed.worker.memory.monitor-interval": "1s", "distributed.worker.memory.target": False,
                 "distributed.worker.memory.spill": False, "distributed.worker.memory.pause": False,
                 "distributed.worker.memory.terminate": False}

@@ -8,7 +8,7 @@ import pytest
 
 import grader.unpack as unpack_module
 from grader.errors import CheckFailed
-from grader.unpack import Entry, _write_file, find_submission_root, safe_parts, unpack
+from grader.unpack import Entry, _write_file, find_submission_root, pack, safe_parts, unpack
 
 VALID = {"models/keypoint_model.pt": b"weights", "exercise_code/__init__.py": b"", "exercise_09/a.ipynb": b"{}"}
 
@@ -73,6 +73,37 @@ def test_too_many_bytes_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(unpack_module, "MAX_TOTAL_BYTES", 1_000_000)
     with pytest.raises(CheckFailed, match="more than 1 MB"):
         unpack(make_zip(tmp_path / "s.zip", {**VALID, "big.bin": os.urandom(1_200_000)}), tmp_path / "out")
+
+
+def test_a_zip_file_over_the_bound_is_refused_unread(tmp_path, monkeypatch):
+    """Is a zip file larger than the bound (a valid zip, then junk) refused, by unpack and by pack (which would
+    read it into memory to send it to a cluster) alike?"""
+    monkeypatch.setattr(unpack_module, "MAX_TOTAL_BYTES", 1_000_000)
+    path = make_zip(tmp_path / "s.zip", VALID)
+    with open(path, "ab") as f:
+        f.write(os.urandom(1_200_000))
+    for run in (lambda: unpack(path, tmp_path / "out"), lambda: pack(path)):
+        with pytest.raises(CheckFailed, match="more than 1 MB"):
+            run()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_pack_refuses_what_unpack_refuses_and_keeps_the_rest(tmp_path):
+    """Does pack refuse a folder with a symlink (never reading its target), and pack a good folder into a zip
+    that unpacks to the same files?"""
+    source = tmp_path / "sub"
+    for name, data in VALID.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(data)
+    packed = tmp_path / "packed.zip"
+    packed.write_bytes(pack(source))
+    assert unpack(packed, tmp_path / "out") == len(VALID)
+    assert {p.relative_to(tmp_path / "out").as_posix(): p.read_bytes()
+            for p in (tmp_path / "out").rglob("*") if p.is_file()} == VALID
+    (tmp_path / "secret.csv").write_text("labels")
+    (source / "models" / "link").symlink_to(tmp_path / "secret.csv")
+    with pytest.raises(CheckFailed, match="is a symlink"):
+        pack(source)
 
 
 def test_zip_bomb_ratio_is_refused(tmp_path):
