@@ -64,8 +64,8 @@ def main(argv=None):
         "baseline B": lambda: train_baseline_b(train_set, args.seed),
         "reference": lambda: train_reference.train_reference(args.data, args.minutes, args.seed, log=lambda line: None)[0],
     }
-    print(f"| model | val score | test score | parameters | file (MB) | training (min) |")
-    print(f"|---|---|---|---|---|---|")
+    print("| model | val score | test score | parameters | file (MB) | training (min) |")
+    print("|---|---|---|---|---|---|")
     for name, train in runs.items():
         start = time.perf_counter()
         model = train()

@@ -2,20 +2,26 @@
 `nbgrader autograde` of a whole class, `jobs` students at once:
 
     python -m grader autograde exercise_09 --test-data /secret/test.csv --jobs 2 [--force] \
-        [-- --Execute.timeout=60 ...]
+        [--scheduler tls://host:8786] [-- --Execute.timeout=60 ...]
 
 Run it where nbgrader runs (the folder of nbgrader_config.py). It does what plain
 `nbgrader autograde` does, which keeps working, and gives the same grades, the
 same autograded folders and the same export flags:
 
     1. models     every submitted model scored in ONE batch of grader.api.grade, `jobs`
-                  at once, into TrustedGrades.results_dir (reused while content and settings
-                  are unchanged); the model_score cells then read their student's result
+                  at once (or on the Dask cluster of `scheduler`), into TrustedGrades.results_dir
+                  (reused while content and settings are unchanged); the model_score cells
+                  then read their student's result
     2. workers    `jobs` processes, each running nbgrader's autograde for one student after
                   another, with a throwaway gradebook of its own; the jailed checks and the
-                  jailed kernels save what they computed (grader/replay.py)
+                  jailed kernels save what they computed (grader/replay.py). With a scheduler,
+                  the Dask cluster's workers do it instead, each student in a copy of the
+                  course of its own (grader/cluster_autograde.py), and send back what they saved
     3. gradebook  this process, the only one that writes course/gradebook.db, runs nbgrader's
                   autograde for every student again; those steps load what step 2 saved
+
+No worker, in a process or on a cluster, is given the hidden test data: the model
+scores are computed in step 1, and written into the notebooks in step 3.
 
 nbgrader's own gradebook is sqlite: one writer means no "database is locked". A
 worker that fails costs time, never a grade: step 3 computes what it finds unsaved.
@@ -38,7 +44,8 @@ from traitlets.config.loader import KVArgParseConfigLoader, PyFileConfigLoader
 from . import jail, replay
 from .kernel_jail import DATA_ENV, StudentCodeIsolation
 from .nbgrader_plugins import MODEL_SCORE_CELL, TrustedGrades, hidden_data_problem
-from .unpack import find_submission_root
+from .errors import CheckFailed
+from .unpack import find_submission_root, pack
 
 STOPPED = "nbgrader autograde stopped"   # kernel_jail.stop_autograde: the whole run must stop
 
@@ -58,7 +65,8 @@ class ClassAutograde:
     logs: dict = field(default_factory=dict)         # student -> nbgrader's log of step 3
 
 
-def autograde_class(assignment, *, test_data, jobs=1, force=False, course=".", nbgrader_args=(), log=None):
+def autograde_class(assignment, *, test_data, jobs=1, scheduler=None, force=False, course=".", nbgrader_args=(),
+                    log=None):
     """
     Autograde every submitted student of an assignment, `jobs` at once.
 
@@ -66,6 +74,7 @@ def autograde_class(assignment, *, test_data, jobs=1, force=False, course=".", n
     - assignment: The assignment's name (exercise_09)
     - test_data: The hidden test CSV, or a folder holding test.csv (TrustedGrades.test_data)
     - jobs: Students autograded at once (worker processes)
+    - scheduler: Address of a Dask scheduler whose workers do steps 1 and 2 instead (then jobs is unused)
     - force: Autograde again the students autograde already did (as nbgrader's --force)
     - course: The folder holding nbgrader_config.py
     - nbgrader_args: More nbgrader settings, as on its command line ("--Execute.timeout=60")
@@ -86,15 +95,18 @@ def autograde_class(assignment, *, test_data, jobs=1, force=False, course=".", n
         raise ClassAutogradeError(f"{course} holds no nbgrader_config.py: run this in the course folder")
     scratch = Path(tempfile.mkdtemp(prefix="class-autograde-"))   # mode 0700: no kernel sees it
     try:
-        api, args = _course_api(course, test_data, nbgrader_args, scratch)
+        api = _course_api(course, test_data, nbgrader_args, scratch)
         _preflight(api)
         students, skipped = _students(api.coursedir, assignment, force)
         run = ClassAutograde(students=students, skipped=skipped)
         with _timed(run.seconds, "models"):
-            _score_models(api, assignment, students, jobs)
-        if jobs > 1 and len(students) > 1:
+            _score_models(api, assignment, students, jobs, scheduler)
+        if scheduler:
             with _timed(run.seconds, "workers"):
-                _record(api, args, assignment, students, jobs, scratch, log)
+                _record_on_cluster(api, nbgrader_args, assignment, students, scheduler, scratch, log)
+        elif jobs > 1 and len(students) > 1:
+            with _timed(run.seconds, "workers"):
+                _record(api, nbgrader_args, assignment, students, jobs, scratch, log)
         with _timed(run.seconds, "gradebook"):
             _write_gradebook(api, assignment, run, log)
         return run
@@ -103,7 +115,7 @@ def autograde_class(assignment, *, test_data, jobs=1, force=False, course=".", n
 
 
 def _course_api(course, test_data, nbgrader_args, scratch):
-    """(CourseAPI, the nbgrader settings every process of the run gets on top of the course's config)."""
+    """The CourseAPI of step 3: the course's config, nbgrader_args, the hidden data and the run's replay folder."""
     for arg in nbgrader_args:   # nbgrader's own flags (--force, --log-level) are its command line's, not settings
         if not re.fullmatch(r"--\w+\.\w+=.*", arg, re.S):
             raise ClassAutogradeError(f"The nbgrader settings after -- must read --Class.setting=value, as "
@@ -115,7 +127,7 @@ def _course_api(course, test_data, nbgrader_args, scratch):
     if not api.trusted.results_dir:   # the workers and this process must share the models' results
         args.append(f"--TrustedGrades.results_dir={scratch / 'model_grades'}")
         api = nbgrader_api(course, args)
-    return api, args
+    return api
 
 
 class CourseAPI:
@@ -174,7 +186,7 @@ def _students(coursedir, assignment, force):
     return [s for s in submitted if s not in done], sorted(done)
 
 
-def _score_models(api, assignment, students, jobs):
+def _score_models(api, assignment, students, jobs, scheduler):
     """Score every student's model in one batch, before any notebook (see TrustedGrades.grade_models)."""
     from nbgrader.api import Gradebook
 
@@ -187,16 +199,17 @@ def _score_models(api, assignment, students, jobs):
     coursedir = api.coursedir
     submissions = {s: find_submission_root(coursedir.format_path(coursedir.submitted_directory, s, assignment))
                    for s in students}
-    api.trusted.grade_models(submissions, max_points, api.trusted.results_dir, jobs=jobs)
+    api.trusted.grade_models(submissions, max_points, api.trusted.results_dir, jobs=jobs, scheduler=scheduler)
 
 
-def _record(api, args, assignment, students, jobs, scratch, log):
+def _record(api, nbgrader_args, assignment, students, jobs, scratch, log):
     """Step 2: the students' autograde in `jobs` worker processes, recording (nothing they write is kept)."""
     db_url = api.coursedir.db_url
     if not db_url.startswith("sqlite:///"):
         raise ClassAutogradeError(f"--jobs above 1 copies nbgrader's sqlite gradebook for each worker; this course's "
                                   f"is {db_url.split(':')[0]}. Run with --jobs 1.")
     master = db_url.removeprefix("sqlite:///").split("?")[0]
+    args = [*nbgrader_args, f"--Replay.folder={scratch / 'replay'}"]
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_start_worker,
                              initargs=(str(api.course), args, master, str(scratch))) as pool:
         futures = [pool.submit(_worker_autograde, assignment, student) for student in students]
@@ -206,6 +219,41 @@ def _record(api, args, assignment, students, jobs, scratch, log):
             except Exception as error:   # a worker that died (BrokenProcessPool): step 3 computes what it did not save
                 log(f"[class autograde] the worker autograding {student} failed ({type(error).__name__}: {error}); "
                     "it is autograded again in this process\n")
+
+
+def _record_on_cluster(api, nbgrader_args, assignment, students, scheduler, scratch, log):
+    """Step 2 on the Dask cluster at `scheduler`: each student in a copy of the course on a worker."""
+    from . import cluster
+    from .cluster_autograde import autograde_on_worker, course_copy, passed_environment, save_records, worker_problem
+    from .kernel_jail import JailedExecute
+
+    isolation = StudentCodeIsolation(config=api.config).isolation
+    kernel_name = JailedExecute(config=api.config).kernel_name
+    try:
+        with cluster.connect(scheduler=scheduler) as client:
+            cluster.require_workers(client, worker_problem, isolation, passed_environment(), kernel_name)
+            course = cluster.shared(client, course_copy(api, assignment, nbgrader_args, scratch), "course")
+            coursedir = api.coursedir
+
+            def submit(student):
+                try:
+                    submission = pack(coursedir.format_path(coursedir.submitted_directory, student, assignment))
+                except CheckFailed:   # step 3 refuses it as TrustedGrades does: nothing to send
+                    return None
+                return cluster.submit_large(client, autograde_on_worker, course, assignment, student, submission,
+                                            key=f"autograde-{student}")
+
+            for student, done in cluster.in_flight(client, students, submit):
+                try:
+                    result = done.result() if done is not None else {"success": True, "records": {}}
+                except Exception as error:   # its worker died twice, or a bug: step 3 computes what is missing
+                    result = {"success": False, "error": f"{type(error).__name__}: {error}", "records": {}}
+                save_records(result["records"], scratch / "replay")
+                if not result["success"]:
+                    log(f"[class autograde] the cluster's autograde of {student} failed ({result['error'].strip()}); "
+                        "it is autograded again in this process\n")
+    except cluster.ClusterError as error:
+        raise ClassAutogradeError(f"{STOPPED}: {error}") from None
 
 
 def _write_gradebook(api, assignment, run, log):

@@ -206,6 +206,10 @@ def add_autograde(verbs):
     parser.add_argument("--test-data", required=True, metavar="PATH",
                         help="the hidden test CSV, or the folder holding test.csv (keep it outside the course)")
     parser.add_argument("--jobs", type=int, default=1, help="students autograded at once (default %(default)s)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="autograde on the workers of this Dask scheduler (tcp://host:8786 or tls://...; see "
+                             "the README): each gets a copy of the course and one student at a time, never the "
+                             "hidden data; this process still writes the gradebook")
     parser.add_argument("--force", action="store_true",
                         help="autograde again students already autograded (as nbgrader autograde --force)")
     parser.add_argument("--course", default=".", metavar="DIR",
@@ -217,13 +221,14 @@ def run_autograde(args):
     from .class_autograde import ClassAutogradeError, autograde_class   # imported here: it imports nbgrader
 
     try:
-        run = autograde_class(args.assignment, test_data=args.test_data, jobs=args.jobs, force=args.force,
-                              course=args.course, nbgrader_args=args.extra)
+        run = autograde_class(args.assignment, test_data=args.test_data, jobs=args.jobs, scheduler=args.scheduler,
+                              force=args.force, course=args.course, nbgrader_args=args.extra)
     except ClassAutogradeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run.seconds.items())
-    print(f"Autograded {len(run.students)} students of {args.assignment} with {args.jobs} jobs ({steps}).")
+    where = f"on {args.scheduler}" if args.scheduler else f"with {args.jobs} jobs"
+    print(f"Autograded {len(run.students)} students of {args.assignment} {where} ({steps}).")
     if "workers" in run.seconds:
         loaded = {step: n for (how, step), n in run.replayed.items() if how == "loaded"}
         computed = {step: n for (how, step), n in run.replayed.items() if how == "computed"}

@@ -74,6 +74,19 @@ def runner(jobs, scheduler=None):
     if scheduler is None and jobs == 1:
         yield _here
         return
+    with connect(jobs, scheduler) as client:
+        yield lambda todo, context: _on_cluster(client, todo, context, local=scheduler is None)
+
+
+@contextmanager
+def connect(jobs=1, scheduler=None):
+    """
+    with connect(jobs, scheduler) as client: ...
+
+    A Dask client of the scheduler at address `scheduler`, or, without one, of a local
+    cluster inside this process: `jobs` workers of one thread, nothing listening on the network.
+    Raises ClusterError (with what to do) if Dask is missing or the cluster cannot be reached.
+    """
     distributed = _import_distributed()
     cluster = None
     try:
@@ -94,7 +107,7 @@ def runner(jobs, scheduler=None):
         raise ClusterError(f"Cannot reach the Dask scheduler at {scheduler}: {error}. Is it running, and is "
                            "the address (tcp:// or tls://) right?") from None
     try:
-        yield lambda todo, context: _on_cluster(client, todo, context, local=scheduler is None)
+        yield client
     finally:
         client.close()
         if cluster is not None:
@@ -112,36 +125,24 @@ def _here(todo, context):
 
 def _on_cluster(client, todo, context, local):
     distributed = _import_distributed()
-    _require_jail_everywhere(client, context.isolation)
-    # The images, once for the whole batch: a task, not scattered data, so that the scheduler makes them again
-    # (from its graph) when the worker that holds them dies. Each submission travels in its own task for the
-    # same reason; at most IN_FLIGHT_PER_THREAD per worker thread at once bounds the scheduler's memory.
-    images = client.submit(_same, np.load(context.images), key=f"test-images-{uuid.uuid4().hex}", pure=False)
+    require_workers(client, jail_problem, context.isolation)
+    images = shared(client, np.load(context.images), "test-images")
     spec = TaskSpec(limits=context.limits, isolation=context.isolation, scratch=str(context.scratch) if local else None)
-    in_flight = IN_FLIGHT_PER_THREAD * sum(worker["nthreads"] for worker in client.scheduler_info()["workers"].values())
-    waiting, running, names = iter(todo), distributed.as_completed(), {}
 
-    def send():
-        """Send submissions until in_flight are on the cluster; yield those refused on the way (no task needed)."""
-        while running.count() < in_flight and (item := next(waiting, None)):
-            name, source = item
-            try:
-                payload = pack(source)
-            except CheckFailed as error:   # refused as unpack would refuse it: nothing to send
-                yield name, Outcome(failure=str(error))
-                continue
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Sending large graph", UserWarning)   # a model of up to 20 MB
-                future = client.submit(predict_on_worker, payload, Path(source).name, images, spec, pure=False,
-                                       retries=1, key=f"grade-{name}-{uuid.uuid4().hex}")
-            names[future] = name
-            running.add(future)
-
-    yield from send()
-    for future in running:
-        name = names.pop(future)
+    def submit(item):
+        name, source = item
         try:
-            outcome = future.result()
+            payload = pack(source)
+        except CheckFailed as error:   # refused as unpack would refuse it: nothing to send
+            return Outcome(failure=str(error))
+        return submit_large(client, predict_on_worker, payload, Path(source).name, images, spec, key=f"grade-{name}")
+
+    for (name, _), done in in_flight(client, todo, submit):
+        if not isinstance(done, distributed.Future):
+            yield name, done
+            continue
+        try:
+            outcome = done.result()
         except distributed.KilledWorker as error:   # its worker died, and the one it was retried on
             outcome = _failed(error, "the machines grading it stopped, twice")
         except IsolationError as error:   # a worker that cannot jail joined after the start: refused
@@ -149,7 +150,59 @@ def _on_cluster(client, todo, context, local):
         except Exception as error:   # the task raised twice: a bug of ours, or a broken worker
             outcome = _failed(error)
         yield name, outcome
-        yield from send()
+
+
+def in_flight(client, items, submit):
+    """
+    Send items to the cluster as its workers free up, and yield each as it finishes.
+
+    At most IN_FLIGHT_PER_THREAD items per worker thread are on the cluster at once,
+    which bounds the scheduler's memory (an item may carry a 20 MB model).
+
+    Inputs:
+    - client: A Dask client
+    - items: An iterable of items
+    - submit: submit(item) -> a Dask future, or any other value when there is nothing to send
+
+    Yields:
+    - (item, what submit returned): a finished future, in the order they finish; a value
+      that is not a future, at once
+    """
+    distributed = _import_distributed()
+    limit = IN_FLIGHT_PER_THREAD * sum(worker["nthreads"] for worker in client.scheduler_info()["workers"].values())
+    waiting, running, item_of = iter(items), distributed.as_completed(), {}
+
+    def fill():
+        for item in waiting:
+            future = submit(item)
+            if not isinstance(future, distributed.Future):
+                yield item, future
+                continue
+            item_of[future] = item
+            running.add(future)
+            if running.count() >= limit:
+                return
+
+    yield from fill()
+    for future in running:
+        yield item_of.pop(future), future
+        yield from fill()
+
+
+def submit_large(client, function, *args, key):
+    """client.submit(function, *args) of a task that is retried once, whose arguments may be megabytes."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sending large graph", UserWarning)   # a model of up to 20 MB
+        return client.submit(function, *args, pure=False, retries=1, key=f"{key}-{uuid.uuid4().hex}")
+
+
+def shared(client, value, name):
+    """
+    A future of value, sent once for all the tasks of a batch: as a task, not scattered
+    data, so that the scheduler makes it again (from its graph) when the worker that
+    holds it dies. Scattered data would be lost with it, and the batch cancelled.
+    """
+    return client.submit(_same, value, key=f"{name}-{uuid.uuid4().hex}", pure=False)
 
 
 def _same(value):
@@ -189,7 +242,7 @@ def predict_on_worker(payload, filename, images, spec):
         return predict(source, context)
 
 
-def _jail_problem(isolation):
+def jail_problem(isolation):
     """None if this worker can start the isolation; else why not (run on every worker before any task)."""
     try:
         detect_isolation(isolation)
@@ -198,14 +251,18 @@ def _jail_problem(isolation):
     return None
 
 
-def _require_jail_everywhere(client, isolation):
-    problems = {worker: problem for worker, problem in client.run(_jail_problem, isolation).items() if problem}
+def require_workers(client, probe, *args):
+    """
+    Raise ClusterError, naming a worker and why, unless probe(*args), run on every worker
+    of the cluster, returns None there (fail closed: checked before any task is sent).
+    """
+    problems = {worker: problem for worker, problem in client.run(probe, *args).items() if problem}
     if not client.scheduler_info()["workers"]:
         raise ClusterError("The Dask cluster has no workers: start some (dask worker ADDRESS), then grade again")
     if problems:
         worker, problem = next(iter(problems.items()))
-        raise ClusterError(f"{len(problems)} worker(s) of the cluster cannot start the jail, so nothing was "
-                           f"graded; {worker}: {problem}. Fix those machines or stop their workers.")
+        raise ClusterError(f"{len(problems)} worker(s) of the cluster cannot grade, so nothing was graded; "
+                           f"{worker}: {problem}. Fix those machines or stop their workers.")
 
 
 def _require_tls_settings(scheduler):

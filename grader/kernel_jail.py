@@ -282,10 +282,14 @@ class JailedExecute(Execute):
         return nb, resources
 
     def replay_key(self, nb, resources):
-        """The key of this run: the notebook, its folder's files and path, and what the kernel is given."""
+        """
+        The key of this run: the notebook, whose it is, its folder's files, and what the kernel
+        is given. Not the folder's path: a cluster's worker autogrades in a folder of its own.
+        """
         folder = Path(resources.get("metadata", {}).get("path") or ".").resolve()
+        owner = [resources.get("nbgrader", {}).get(name) for name in ("student", "assignment", "notebook")]
         settings = {name: self.config.get(name, {}) for name in ("Execute", "JailedExecute", "JailedProvisioner")}
-        return replay_key(nbformat.writes(nb), str(folder), folder_digest(folder), self.isolation, self.kernel_name,
+        return replay_key(nbformat.writes(nb), owner, folder_digest(folder), self.isolation, self.kernel_name,
                           self.timeout, {name: os.environ.get(name) for name in PASSED_ENV}, settings)
 
     def create_kernel_manager(self):

@@ -89,7 +89,9 @@ class TrustedGrades(NbGraderPreprocessor):
       the hidden test split, in the jail (see grade_models).
     The grades wait in resources for WriteTrustedGrades, after the kernel has run.
     In a class autograde (grader/class_autograde.py) the checks' grades come from
-    the worker that computed them for this very submission (grader/replay.py).
+    the worker that computed them for this very submission (grader/replay.py); a
+    worker (Replay.record) leaves the model_score cell to the process that writes
+    the gradebook, the only one given the hidden data.
     """
 
     test_data = Unicode("", help="The hidden test CSV, or a folder holding test.csv. Give it on the command "
@@ -109,7 +111,7 @@ class TrustedGrades(NbGraderPreprocessor):
             jail.require(isolation)
         except jail.JailUnavailable as error:
             stop_autograde(str(error), resources, self.config)   # nbgrader would go on past an Exception
-        if MODEL_SCORE_CELL in cells and not self.test_data:
+        if MODEL_SCORE_CELL in cells and not self.test_data and not Replay(parent=self).record:
             stop_autograde(f"the {MODEL_SCORE_CELL} cell needs the hidden test data: pass "
                            "--TrustedGrades.test_data=PATH (the test CSV or its folder, outside course/)",
                            resources, self.config)
@@ -145,14 +147,16 @@ class TrustedGrades(NbGraderPreprocessor):
             if key:
                 replay.save("checks", key, grades)
         grades = {cell: tuple(grade) for cell, grade in grades.items()}
-        if MODEL_SCORE_CELL in cells:
+        if MODEL_SCORE_CELL in cells and replay.record:   # a class autograde's worker: it never gets the hidden data
+            grades[MODEL_SCORE_CELL] = (0.0, "Scored by the process that writes the gradebook\n")
+        elif MODEL_SCORE_CELL in cells:
             points = float(cells[MODEL_SCORE_CELL].metadata.nbgrader["points"])
             out_dir = self.results_dir or Path(scratch) / "results"
             result = self.grade_models({student: submission}, points, out_dir)[0]
             grades[MODEL_SCORE_CELL] = (float(result["score"]), result["output"] + "\n")
         return grades
 
-    def grade_models(self, submissions, max_points, out_dir, jobs=1):
+    def grade_models(self, submissions, max_points, out_dir, jobs=1, scheduler=None):
         """
         Score models on the hidden test split with grader.api.grade, the only way this course does.
 
@@ -161,6 +165,7 @@ class TrustedGrades(NbGraderPreprocessor):
         - max_points: The points of the model_score cell
         - out_dir: Where the results go (results_dir, when it is set)
         - jobs: Models scored at once
+        - scheduler: Address of a Dask scheduler to score them on instead (see grader/cluster.py)
 
         Returns:
         - The results as dicts, in the order of the students' names. A result that
@@ -170,7 +175,7 @@ class TrustedGrades(NbGraderPreprocessor):
         from .api import grade   # imported here: it imports torch, which only this step needs
         return grade(submissions=submissions, test_data=self.test_data, out_dir=out_dir,
                      max_points=max_points, timeout_s=self.timeout_s, isolation=StudentCodeIsolation(
-                         parent=self).isolation, jobs=jobs)
+                         parent=self).isolation, jobs=jobs, scheduler=scheduler)
 
 
 class WriteTrustedGrades(NbGraderPreprocessor):

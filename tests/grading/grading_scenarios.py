@@ -13,7 +13,6 @@ import io
 import pickle
 import shutil
 import stat
-import sys
 import zipfile
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from torch import nn
 from exercise_code.util.model_files import save_model
 from exercise_code.networks import KeypointModel
 from exercise_code.util.submission import MODEL_ENTRY, create_submission_zip
-from grader.release import REPO_ROOT
 
 SMALL = {"channels": [4, 8, 8, 16], "stem": 4, "flip_test": False}
 VALID = {"channels": [8, 16, 16, 32], "stem": 8, "flip_test": False}   # 29k parameters

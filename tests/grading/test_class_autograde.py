@@ -1,20 +1,28 @@
 """
 `python -m grader autograde` (grader/class_autograde.py) against plain, serial
-`nbgrader autograde`, on two copies of one small course: the same grades cell by
-cell, the same autograded folders and notebooks, the same export flags; and the
-workers' kernel runs are the ones the gradebook's process uses.
+`nbgrader autograde`, on copies of one small course: the same grades cell by cell,
+the same autograded folders and notebooks, the same export flags; and the workers'
+kernel runs are the ones the gradebook's process uses. Its workers are local
+processes (--jobs 2) in one copy, and a Dask cluster of separate processes on
+127.0.0.1 (--scheduler) in another, which is never sent the hidden data.
 """
+import io
 import os
+import pickle
 import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
+import distributed
 import nbformat
 import pytest
+from dask_cluster import Cluster
 from nbformat.v4 import new_code_cell, new_notebook
 
+from grader.class_autograde import autograde_class
 from grader.kernel_jail import METADATA_KEY
 from grader.release import run_nbgrader
 from small_course import SMALL_COURSE_CONFIG
@@ -27,6 +35,7 @@ CHECK = "assert answer == '42', f'expected 42, got {answer}'\nprint('the answer 
 NEVER_ENDS = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.1)"
 # student -> (their solution cell, their answer.txt)
 CLASS = {"alice": (SOLUTION, "42"), "bob": (SOLUTION, "41"), "dave": (NEVER_ENDS, "42")}
+HIDDEN_MARK = "hidden-label-7f3a9c"   # in the hidden test file; must never reach a Dask worker
 
 
 def cell(source, grade_id, **nbgrader):
@@ -56,33 +65,56 @@ def small_course(root):
     return root
 
 
-def run_all(commands):
-    """Run (argv, cwd) commands at once; return each one's (exit code, stdout and stderr)."""
+def start(commands):
+    """Start (argv, cwd) commands at once; returns their processes."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    started = [subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for argv, cwd in commands]
+    return [subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for argv, cwd in commands]
+
+
+def finish(started):
+    """Each started process's (exit code, stdout and stderr), once it ends."""
     outputs = [p.communicate(timeout=600)[0] for p in started]
     return [(p.returncode, output) for p, output in zip(started, outputs)]
 
 
 @pytest.fixture(scope="module")
 def courses(tmp_path_factory):
-    """Two copies of one course with the class submitted: one autograded serially, the other in parallel."""
+    """
+    Three copies of one course with the class submitted, autograded at once: serially by
+    nbgrader, with --jobs 2, and on a Dask cluster of two workers (with a spy on what is
+    sent to it).
+    """
     from grader.kernel_jail import install
 
     install()
     tmp = tmp_path_factory.mktemp("class")
     serial = small_course(tmp / "serial")
-    parallel = tmp / "parallel"
+    parallel, on_cluster = tmp / "parallel", tmp / "cluster"
     shutil.copytree(serial, parallel)
-    hidden = tmp / "hidden.csv"   # this course has no model_score cell
-    hidden.write_text("Image\n")
+    shutil.copytree(serial, on_cluster)
+    hidden = tmp / "hidden.csv"   # this course has no model_score cell: only where it goes matters
+    hidden.write_text(f"Image\n{HIDDEN_MARK}\n")
     nbgrader = [sys.executable, "-m", "nbgrader"]
-    (serial_rc, serial_log), (rc, output) = run_all([
-        ([*nbgrader, "autograde", "ps1"], serial),
-        ([sys.executable, "-m", "grader", "autograde", "ps1", "--test-data", str(hidden), "--jobs", "2"], parallel)])
+    started = start([([*nbgrader, "autograde", "ps1"], serial),
+                     ([sys.executable, "-m", "grader", "autograde", "ps1", "--test-data", str(hidden), "--jobs", "2"],
+                      parallel)])
+    dask, sent = Cluster(tmp), []
+    try:
+        for name in ("w1", "w2"):
+            dask.add_worker(name)
+        with pytest.MonkeyPatch.context() as patch:
+            honest = distributed.Client.submit
+            patch.setattr(distributed.Client, "submit", lambda self, *args, **kwargs: (
+                sent.append((args, pickle.dumps((args, kwargs)))), honest(self, *args, **kwargs))[1])
+            on_cluster_run = autograde_class("ps1", test_data=hidden, scheduler=dask.address, course=on_cluster,
+                                             log=lambda text: None)
+    finally:
+        dask.close()
+        (serial_rc, serial_log), (rc, output) = finish(started)
     assert serial_rc == 0 and rc == 0, serial_log + output
-    return {"serial": serial, "parallel": parallel, "output": output}
+    return {"serial": serial, "parallel": parallel, "cluster": on_cluster, "output": output,
+            "cluster_run": on_cluster_run, "hidden": hidden, "sent": sent}
 
 
 def gradebook_grades(root):
@@ -123,27 +155,54 @@ def export_flags(root):
                 for student in CLASS}
 
 
-def test_grades_are_those_of_serial_nbgrader_autograde(courses):
+@pytest.mark.parametrize("run", ["parallel", "cluster"])
+def test_grades_are_those_of_serial_nbgrader_autograde(courses, run):
     """Cell by cell, does every student get in the gradebook what plain nbgrader autograde gives them?"""
     serial = gradebook_grades(courses["serial"])
     assert serial[("alice", "check")][0] == 1 and serial[("bob", "check")][0] == 0   # the course is not trivial
-    assert gradebook_grades(courses["parallel"]) == serial
+    assert gradebook_grades(courses[run]) == serial
 
 
-def test_autograded_folders_and_export_flags_are_the_same(courses):
+@pytest.mark.parametrize("run", ["parallel", "cluster"])
+def test_autograded_folders_and_export_flags_are_the_same(courses, run):
     """Are the autograded files, every cell's outputs, and the export's flags (dave's stuck cell) the same?"""
-    assert autograded(courses["parallel"]) == autograded(courses["serial"])
-    flags = export_flags(courses["parallel"])
+    assert autograded(courses[run]) == autograded(courses["serial"])
+    flags = export_flags(courses[run])
     assert flags == export_flags(courses["serial"])
     assert flags["dave"]["autograde_status"].startswith("FAILED") and flags["alice"]["autograde_status"] == "ok"
     assert {flag["isolation"] for flag in flags.values()} == {"jail"}
 
 
 def test_the_gradebook_process_takes_the_workers_kernel_runs(courses):
-    """Did the one process that wrote the gradebook take every kernel run from the workers, running none again?"""
+    """Did the one process that wrote the gradebook take every kernel run from the workers (local processes,
+    or the Dask cluster's), running none again?"""
     found = re.search(r"Taken from the workers: (\d+) kernel runs.*done again: (\d+) kernel runs", courses["output"])
     assert found, courses["output"]
     assert (int(found[1]), int(found[2])) == (len(CLASS), 0)
+    run = courses["cluster_run"]
+    assert (run.replayed.get(("loaded", "kernel")), run.replayed.get(("computed", "kernel"))) == (len(CLASS), None)
+    assert not run.failed and set(run.seconds) == {"models", "workers", "gradebook"}
+
+
+def test_the_cluster_is_never_sent_the_hidden_data(courses, tmp_path):
+    """Was everything handed to Dask free of the hidden data (its content, and even where it is)? Did the
+    cluster get each student's own work, and the gradebook without a single student in it?"""
+    from nbgrader.api import Gradebook
+
+    from grader.cluster_autograde import CourseCopy
+
+    assert len(courses["sent"]) == 1 + len(CLASS)   # the course once, then one task per student
+    for secret in (HIDDEN_MARK, str(courses["hidden"]), courses["hidden"].name):
+        assert not any(secret.encode() in pickled for _, pickled in courses["sent"]), secret
+    (_, course), _ = courses["sent"][0]
+    assert isinstance(course, CourseCopy)
+    (tmp_path / "gradebook.db").write_bytes(course.gradebook)
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gradebook:
+        assert gradebook.students == [] and [a.name for a in gradebook.assignments] == ["ps1"]
+    for (_, _, assignment, student, submission), _ in courses["sent"][1:]:
+        assert assignment == "ps1"
+        with zipfile.ZipFile(io.BytesIO(submission)) as archive:
+            assert archive.read("answer.txt").decode() == CLASS[student][1]
 
 
 def test_refuses_outside_a_course_and_without_the_hidden_data(tmp_path, courses, monkeypatch, capsys):
@@ -173,3 +232,18 @@ def test_a_second_run_skips_the_autograded_students(courses, monkeypatch, capsys
     assert cli.main(["autograde", "ps1", "--test-data", str(hidden), "--jobs", "2"]) == 0
     assert f"Skipped {len(CLASS)} already autograded" in capsys.readouterr().out
     assert autograded(courses["parallel"]) == before
+
+
+def test_a_worker_whose_kernels_would_differ_is_refused(monkeypatch):
+    """Does the probe every cluster worker runs first name what would make its kernels differ from this
+    process's: another training data folder, or no jailed kernelspec?"""
+    from grader.cluster_autograde import passed_environment, worker_problem
+    from grader.kernel_jail import DATA_ENV, KERNEL_NAME, install
+
+    install()
+    here = passed_environment()
+    assert worker_problem("jail", here, KERNEL_NAME) is None
+    assert "python -m grader.kernel_jail install" in worker_problem("jail", here, "no-such-kernel")
+    monkeypatch.setenv(DATA_ENV, "/elsewhere/facial_keypoints")
+    problem = worker_problem("jail", here, KERNEL_NAME)
+    assert "/elsewhere/facial_keypoints" in problem and "start the worker with the same values" in problem

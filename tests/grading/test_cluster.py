@@ -25,6 +25,7 @@ from exercise_code.util.submission import MODEL_ENTRY, create_submission_zip
 from grader import api
 from grader import cluster as cluster_module
 from grader.api import GradingConfigError, grade
+from dask_cluster import Cluster, wait_for
 from grading_scenarios import build_submission, patch_forward, valid_workspace
 
 pytestmark = pytest.mark.slow
@@ -126,51 +127,6 @@ def assert_no_labels_in(sent, hidden_csv):
             assert label not in blob, "a label was sent to the cluster"
 
 
-class Cluster:
-    """A Dask scheduler and workers, each a separate process on 127.0.0.1, as an instructor starts them."""
-
-    def __init__(self, folder):
-        self.folder = Path(folder)
-        self.file = self.folder / "scheduler.json"
-        self.processes = []
-        env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}
-        self.processes.append(self._start(["scheduler", "--host", "127.0.0.1", "--port", "0",
-                                           "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(self.file)],
-                                          env, "scheduler"))
-        _wait_for(self.file.exists, "the scheduler to start")
-        self.address = json.loads(self.file.read_text())["address"]
-
-    def add_worker(self, name, env=None):
-        """Start a worker (no nanny: once killed, it stays dead); returns its process."""
-        process = self._start(["worker", "--scheduler-file", str(self.file), "--nthreads", "1", "--no-nanny",
-                               "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0", "--name", name],
-                              env or dict(os.environ), name)
-        self.processes.append(process)
-        with distributed.Client(self.address, timeout=30) as client:
-            _wait_for(lambda: any(w["name"] == name for w in client.scheduler_info()["workers"].values()),
-                      f"worker {name} to join")
-        return process
-
-    def _start(self, args, env, name):
-        log = open(self.folder / f"{name}.log", "w")
-        return subprocess.Popen([str(Path(sys.executable).with_name("dask")), *args], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-    def close(self):
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def _wait_for(condition, what, timeout_s=60):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout_s} s for {what}")
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, isolation):
     cluster = Cluster(tmp_path_factory.mktemp("dask"))
@@ -201,7 +157,7 @@ def test_a_worker_killed_mid_batch_costs_no_result(cluster, valid_model, hidden_
     def kill_a_busy_worker():
         with distributed.Client(cluster.address, timeout=30) as client:
             pids = client.run(os.getpid)
-            _wait_for(lambda: any(client.processing().values()), "a task to start")
+            wait_for(lambda: any(client.processing().values()), "a task to start")
             time.sleep(1)   # it is now inside its jail
             worker = next(address for address, keys in client.processing().items() if keys)
             os.kill(pids[worker], signal.SIGKILL)
@@ -224,7 +180,7 @@ def test_a_worker_that_cannot_jail_stops_the_run(cluster, submissions, hidden_su
     before any submission is sent?"""
     worker = cluster.add_worker("nojail", env={**os.environ, "PATH": str(Path(sys.executable).parent)})
     try:
-        with pytest.raises(GradingConfigError, match=r"1 worker\(s\) of the cluster cannot start the jail.*bwrap"):
+        with pytest.raises(GradingConfigError, match=r"1 worker\(s\) of the cluster cannot grade.*bwrap"):
             grade(submissions=submissions, test_data=hidden_subset, out_dir=tmp_path, scheduler=cluster.address)
         assert not list(tmp_path.glob("*.json"))
     finally:
@@ -242,7 +198,7 @@ def test_an_interrupted_run_resumes(cluster, valid_model, hidden_subset, tmp_pat
     command = [sys.executable, "-m", "grader", "grade", str(folder), "--test-data", str(hidden_subset),
                "--out", str(out), "--scheduler", cluster.address]
     run = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    _wait_for(lambda: any(out.glob("*.json")) or run.poll() is not None, "the first result", timeout_s=120)
+    wait_for(lambda: any(out.glob("*.json")) or run.poll() is not None, "the first result", timeout_s=120)
     assert run.poll() is None, run.communicate()[0]
     run.send_signal(signal.SIGINT)
     run.communicate(timeout=60)

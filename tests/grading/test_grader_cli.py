@@ -210,7 +210,7 @@ def test_grading_run_from_the_command_line(tmp_path, valid_model, hidden_subset,
     assert row, run.stdout
     expected = evaluate_model(valid_model, FacialKeypointsDataset(hidden_subset))   # the same model, scored here
     assert float(row.group(1)) == pytest.approx(expected, abs=0.01)
-    assert f"1 submissions, 1 scored" in run.stdout and f"Isolation: {isolation}." in run.stdout
+    assert "1 submissions, 1 scored" in run.stdout and f"Isolation: {isolation}." in run.stdout
     assert "1/1" in run.stderr
 
     # Isolation "none", asked for by name: the grader runs, warns, and every result says so.
