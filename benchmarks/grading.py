@@ -100,7 +100,7 @@ def main(argv=None):
         grade(submissions=[next(submissions.iterdir())], test_data=test_csv, out_dir=tmp / "warm-up")
         print(f"start-up of a grading run, once per batch: {time.perf_counter() - start:.2f} s "
               "(one submission included)")
-        seconds, split = {}, None
+        seconds, splits = {}, {}
         for jobs in (1, 2):
             start = time.perf_counter()
             results = grade(submissions=[submissions], test_data=test_csv, out_dir=tmp / f"out-{jobs}", jobs=jobs)
@@ -109,13 +109,19 @@ def main(argv=None):
             if failed:
                 print(f"error: {len(failed)} submissions were not scored: {failed[0]}")
                 return 1
-            split = split or cost_split(results)
+            splits[jobs] = cost_split(results)
             print(f"--jobs {jobs}: {seconds[jobs]:.2f} s per submission (batch wall-clock / submissions), "
                   f"isolation {results[0]['extra_data']['isolation']}")
         speedup = seconds[1] / seconds[2]
         print(f"speed-up with 2 jobs: {speedup:.2f}x")
+        split = splits[1]
         print("one submission at --jobs 1, median seconds: " +
               ", ".join(f"{stage} {value:.2f}" for stage, value in split.items()))
+        for jobs, per_submission in seconds.items():   # a job's seconds per submission: wall-clock x jobs / count
+            inference = splits[jobs]["inference"]
+            print(f"--jobs {jobs}: per submission {per_submission * jobs:.2f} job-seconds = the model's inference "
+                  f"{inference:.2f} + overhead {per_submission * jobs - inference:.2f} "
+                  f"({per_submission * jobs / inference:.1f}x the inference)")
 
     if args.rows:
         print("smoke run (--rows): targets not checked")

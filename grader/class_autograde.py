@@ -12,13 +12,15 @@ same autograded folders and the same export flags:
                   at once (or on the Dask cluster of `scheduler`), into TrustedGrades.results_dir
                   (reused while content and settings are unchanged); the model_score cells
                   then read their student's result
-    2. workers    `jobs` processes, each running nbgrader's autograde for one student after
-                  another, with a throwaway gradebook of its own; the jailed checks and the
-                  jailed kernels save what they computed (grader/replay.py). With a scheduler,
-                  the Dask cluster's workers do it instead, each student in a copy of the
-                  course of its own (grader/cluster_autograde.py), and send back what they saved
+    2. workers    a local Dask cluster of `jobs` worker processes, each running nbgrader's
+                  autograde for one student after another, with a throwaway gradebook of its
+                  own; the jailed checks and the jailed kernels save what they computed
+                  (grader/replay.py). With a scheduler, the Dask cluster's workers do it
+                  instead, each student in a copy of the course of its own, and send back
+                  what they saved (grader/cluster_autograde.py)
     3. gradebook  this process, the only one that writes course/gradebook.db, runs nbgrader's
-                  autograde for every student again; those steps load what step 2 saved
+                  autograde for every student again, each as soon as step 2 is done with it
+                  (while the workers go on); those steps load what step 2 saved
 
 No worker, in a process or on a cluster, is given the hidden test data: the model
 scores are computed in step 1, and written into the notebooks in step 3.
@@ -33,10 +35,8 @@ import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 from traitlets.config.loader import KVArgParseConfigLoader, PyFileConfigLoader
@@ -44,8 +44,7 @@ from traitlets.config.loader import KVArgParseConfigLoader, PyFileConfigLoader
 from . import jail, replay
 from .kernel_jail import DATA_ENV, StudentCodeIsolation
 from .nbgrader_plugins import MODEL_SCORE_CELL, TrustedGrades, hidden_data_problem
-from .errors import CheckFailed
-from .unpack import find_submission_root, pack
+from .unpack import find_submission_root
 
 STOPPED = "nbgrader autograde stopped"   # kernel_jail.stop_autograde: the whole run must stop
 
@@ -60,7 +59,8 @@ class ClassAutograde:
     students: list
     failed: dict = field(default_factory=dict)       # student -> nbgrader's error
     skipped: list = field(default_factory=list)      # already autograded (without force)
-    seconds: dict = field(default_factory=dict)      # "models", "workers", "gradebook" -> seconds
+    seconds: dict = field(default_factory=dict)      # "models", "students" (steps 2 and 3), "gradebook" (3) -> s
+    on_workers: bool = False                         # whether step 2 ran (on Dask workers)
     replayed: dict = field(default_factory=dict)     # ("loaded" | "computed", step) -> count in step 3
     logs: dict = field(default_factory=dict)         # student -> nbgrader's log of step 3
 
@@ -95,39 +95,49 @@ def autograde_class(assignment, *, test_data, jobs=1, scheduler=None, force=Fals
         raise ClassAutogradeError(f"{course} holds no nbgrader_config.py: run this in the course folder")
     scratch = Path(tempfile.mkdtemp(prefix="class-autograde-"))   # mode 0700: no kernel sees it
     try:
-        api = _course_api(course, test_data, nbgrader_args, scratch)
+        # Students at once: each kernel gets its share of the cores (one on a cluster) for its numerical threads.
+        threads = 1 if scheduler else max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+        api, nbgrader_args = _course_api(course, test_data, nbgrader_args, scratch, threads)
         _preflight(api)
         students, skipped = _students(api.coursedir, assignment, force)
         run = ClassAutograde(students=students, skipped=skipped)
         with _timed(run.seconds, "models"):
             _score_models(api, assignment, students, jobs, scheduler)
-        if scheduler:
-            with _timed(run.seconds, "workers"):
-                _record_on_cluster(api, nbgrader_args, assignment, students, scheduler, scratch, log)
-        elif jobs > 1 and len(students) > 1:
-            with _timed(run.seconds, "workers"):
-                _record(api, nbgrader_args, assignment, students, jobs, scratch, log)
-        with _timed(run.seconds, "gradebook"):
-            _write_gradebook(api, assignment, run, log)
+        run.on_workers = bool(scheduler) or (jobs > 1 and len(students) > 1)
+        replay.SEEN.clear()
+        with _timed(run.seconds, "students"):
+            recorded = _record(api, nbgrader_args, assignment, students, jobs, scheduler, scratch, log) \
+                if run.on_workers else iter(students)
+            for student in recorded:   # each student's gradebook pass as soon as the workers are done with it
+                _write_gradebook(api, assignment, student, run, log)
+        run.replayed = dict(replay.SEEN)
         return run
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _course_api(course, test_data, nbgrader_args, scratch):
-    """The CourseAPI of step 3: the course's config, nbgrader_args, the hidden data and the run's replay folder."""
+def _course_api(course, test_data, nbgrader_args, scratch, kernel_threads):
+    """
+    (the CourseAPI of step 3, the nbgrader settings of every autograde of the run).
+
+    Step 3 gets the course's config, the settings, the hidden data and the run's replay
+    folder. kernel_threads (None: the config's) becomes JailedProvisioner.threads unless the
+    config sets it: two kernels of two numerical threads each on two cores spin on each
+    other's cores, which cost a quarter more CPU for nothing.
+    """
     for arg in nbgrader_args:   # nbgrader's own flags (--force, --log-level) are its command line's, not settings
         if not re.fullmatch(r"--\w+\.\w+=.*", arg, re.S):
             raise ClassAutogradeError(f"The nbgrader settings after -- must read --Class.setting=value, as "
                                       f"--Execute.timeout=60 or --Application.log_level=DEBUG (got {arg!r})")
-    args = [*nbgrader_args, f"--TrustedGrades.test_data={Path(test_data).resolve()}",
-            f"--Replay.folder={scratch / 'replay'}"]
+    nbgrader_args = list(nbgrader_args)
+    args = [f"--TrustedGrades.test_data={Path(test_data).resolve()}", f"--Replay.folder={scratch / 'replay'}"]
     (scratch / "replay").mkdir()
-    api = nbgrader_api(course, args)
-    if not api.trusted.results_dir:   # the workers and this process must share the models' results
+    api = nbgrader_api(course, [*nbgrader_args, *args])
+    if kernel_threads and "threads" not in api.config.get("JailedProvisioner", {}):
+        nbgrader_args.append(f"--JailedProvisioner.threads={kernel_threads}")
+    if not api.trusted.results_dir:   # step 1's batch and step 3's model_score cells share the models' results
         args.append(f"--TrustedGrades.results_dir={scratch / 'model_grades'}")
-        api = nbgrader_api(course, args)
-    return api
+    return nbgrader_api(course, [*nbgrader_args, *args]), nbgrader_args
 
 
 class CourseAPI:
@@ -202,73 +212,65 @@ def _score_models(api, assignment, students, jobs, scheduler):
     api.trusted.grade_models(submissions, max_points, api.trusted.results_dir, jobs=jobs, scheduler=scheduler)
 
 
-def _record(api, nbgrader_args, assignment, students, jobs, scratch, log):
-    """Step 2: the students' autograde in `jobs` worker processes, recording (nothing they write is kept)."""
-    db_url = api.coursedir.db_url
-    if not db_url.startswith("sqlite:///"):
-        raise ClassAutogradeError(f"--jobs above 1 copies nbgrader's sqlite gradebook for each worker; this course's "
-                                  f"is {db_url.split(':')[0]}. Run with --jobs 1.")
-    master = db_url.removeprefix("sqlite:///").split("?")[0]
-    args = [*nbgrader_args, f"--Replay.folder={scratch / 'replay'}"]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_start_worker,
-                             initargs=(str(api.course), args, master, str(scratch))) as pool:
-        futures = [pool.submit(_worker_autograde, assignment, student) for student in students]
-        for student, future in zip(students, futures):
-            try:
-                future.result()
-            except Exception as error:   # a worker that died (BrokenProcessPool): step 3 computes what it did not save
-                log(f"[class autograde] the worker autograding {student} failed ({type(error).__name__}: {error}); "
-                    "it is autograded again in this process\n")
+def _record(api, nbgrader_args, assignment, students, jobs, scheduler, scratch, log):
+    """
+    Step 2: every student's autograde on Dask workers, recording (nothing they write is kept).
 
+    Without a scheduler, a local cluster of `jobs` worker processes autogrades in the course
+    folder itself, each process with a throwaway copy of the gradebook. With one, each
+    student is autograded in a copy of the course on a worker (grader/cluster_autograde.py),
+    and what it recorded comes back here. Either way a task is retried once; a student
+    whose task still fails is autograded by step 3, which computes what it finds unsaved.
 
-def _record_on_cluster(api, nbgrader_args, assignment, students, scheduler, scratch, log):
-    """Step 2 on the Dask cluster at `scheduler`: each student in a copy of the course on a worker."""
-    from . import cluster
-    from .cluster_autograde import autograde_on_worker, course_copy, passed_environment, save_records, worker_problem
-    from .kernel_jail import JailedExecute
+    Yields each student as the workers are done with it, in the order they finish.
+    """
+    from . import cluster, cluster_autograde
 
-    isolation = StudentCodeIsolation(config=api.config).isolation
-    kernel_name = JailedExecute(config=api.config).kernel_name
+    replay = scratch / "replay"
     try:
-        with cluster.connect(scheduler=scheduler) as client:
-            cluster.require_workers(client, worker_problem, isolation, passed_environment(), kernel_name)
-            course = cluster.shared(client, course_copy(api, assignment, nbgrader_args, scratch), "course")
-            coursedir = api.coursedir
-
-            def submit(student):
-                try:
-                    submission = pack(coursedir.format_path(coursedir.submitted_directory, student, assignment))
-                except CheckFailed:   # step 3 refuses it as TrustedGrades does: nothing to send
-                    return None
-                return cluster.submit_large(client, autograde_on_worker, course, assignment, student, submission,
-                                            key=f"autograde-{student}")
-
+        with cluster.connect(jobs, scheduler, processes=True) as client:
+            if scheduler:
+                submit = cluster_autograde.submitter_remote(client, api, assignment, nbgrader_args, scratch)
+            else:
+                submit = cluster_autograde.submitter_here(client, api, assignment, nbgrader_args, replay,
+                                                          _sqlite_path(api.coursedir.db_url), scratch)
             for student, done in cluster.in_flight(client, students, submit):
+                if done is None:   # nothing to send: step 3 refuses the submission, as TrustedGrades does
+                    yield student
+                    continue
                 try:
-                    result = done.result() if done is not None else {"success": True, "records": {}}
+                    result = done.result()
                 except Exception as error:   # its worker died twice, or a bug: step 3 computes what is missing
                     result = {"success": False, "error": f"{type(error).__name__}: {error}", "records": {}}
-                save_records(result["records"], scratch / "replay")
+                cluster_autograde.save_records(result["records"], replay)
                 if not result["success"]:
-                    log(f"[class autograde] the cluster's autograde of {student} failed ({result['error'].strip()}); "
-                        "it is autograded again in this process\n")
+                    log(f"[class autograde] the autograde of {student} on a worker failed "
+                        f"({result['error'].strip()[-300:]}); it is autograded again in this process\n")
+                yield student
     except cluster.ClusterError as error:
         raise ClassAutogradeError(f"{STOPPED}: {error}") from None
 
 
-def _write_gradebook(api, assignment, run, log):
-    """Step 3: every student's autograde in this process, replaying; fills in run.failed, run.logs, run.replayed."""
-    replay.SEEN.clear()
-    for student in run.students:
-        result = api.autograde(assignment, student, force=True, create=True)
-        run.logs[student] = result.get("log", "")
-        log(run.logs[student])
-        if not result["success"]:
-            if STOPPED in result.get("error", ""):   # the jail failed midway: nothing more may run
-                raise ClassAutogradeError(result["error"].strip().splitlines()[-1])
-            run.failed[student] = result.get("error", "")
-            log(run.failed[student])
-    run.replayed = dict(replay.SEEN)
+def _sqlite_path(db_url):
+    """The file of an sqlite gradebook; a local cluster's workers each take a copy of it."""
+    if not db_url.startswith("sqlite:///"):
+        raise ClassAutogradeError(f"--jobs above 1 copies nbgrader's sqlite gradebook for each worker; this course's "
+                                  f"is {db_url.split(':')[0]}. Run with --jobs 1.")
+    return db_url.removeprefix("sqlite:///").split("?")[0]
+
+
+def _write_gradebook(api, assignment, student, run, log):
+    """Step 3 for one student: its autograde in this process, replaying; fills in run.failed, run.logs."""
+    start = time.perf_counter()
+    result = api.autograde(assignment, student, force=True, create=True)
+    run.seconds["gradebook"] = run.seconds.get("gradebook", 0.0) + time.perf_counter() - start
+    run.logs[student] = result.get("log", "")
+    log(run.logs[student])
+    if not result["success"]:
+        if STOPPED in result.get("error", ""):   # the jail failed midway: nothing more may run
+            raise ClassAutogradeError(result["error"].strip().splitlines()[-1])
+        run.failed[student] = result.get("error", "")
+        log(run.failed[student])
 
 
 @contextmanager
@@ -278,19 +280,3 @@ def _timed(seconds, name):
         yield
     finally:
         seconds[name] = time.perf_counter() - start
-
-
-_worker = None   # this worker process's CourseAPI
-
-
-def _start_worker(course, args, master, scratch):
-    """A worker: its own copy of the gradebook, and Replay.record on."""
-    global _worker
-    db = Path(scratch) / f"gradebook-{os.getpid()}.db"
-    shutil.copyfile(master, db)
-    _worker = nbgrader_api(Path(course), [*args, f"--CourseDirectory.db_url=sqlite:///{db}", "--Replay.record=True"])
-
-
-def _worker_autograde(assignment, student):
-    """One student's autograde in a worker; True if it succeeded (step 3 redoes what did not)."""
-    return _worker.autograde(assignment, student, force=True, create=True)["success"]

@@ -226,10 +226,12 @@ def run_autograde(args):
     except ClassAutogradeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run.seconds.items())
+    steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run.seconds.items() if name != "gradebook")
+    if run.on_workers:
+        steps += f", of which this process's gradebook pass {run.seconds.get('gradebook', 0):.1f} s"
     where = f"on {args.scheduler}" if args.scheduler else f"with {args.jobs} jobs"
     print(f"Autograded {len(run.students)} students of {args.assignment} {where} ({steps}).")
-    if "workers" in run.seconds:
+    if run.on_workers:
         loaded = {step: n for (how, step), n in run.replayed.items() if how == "loaded"}
         computed = {step: n for (how, step), n in run.replayed.items() if how == "computed"}
         print(f"Taken from the workers: {loaded.get('kernel', 0)} kernel runs, {loaded.get('checks', 0)} trusted "

@@ -40,6 +40,8 @@ LOCAL_CONFIG = {"distributed.worker.profile.enabled": False,
                 "distributed.worker.memory.monitor-interval": "1s", "distributed.worker.memory.target": False,
                 "distributed.worker.memory.spill": False, "distributed.worker.memory.pause": False,
                 "distributed.worker.memory.terminate": False}
+# Worker processes: a task whose worker died is rescheduled once, as the README asks of a cluster's scheduler.
+LOCAL_PROCESSES_CONFIG = {"distributed.scheduler.allowed-failures": 1}
 IN_FLIGHT_PER_THREAD = 2   # submissions sent ahead of the workers: enough to keep them busy
 LOOPBACK = "127.0.0.1:0"   # any free port, on this machine only
 INSTALL = "pip install -e '.[cluster]' (make setup does)"
@@ -79,22 +81,25 @@ def runner(jobs, scheduler=None):
 
 
 @contextmanager
-def connect(jobs=1, scheduler=None):
+def connect(jobs=1, scheduler=None, processes=False):
     """
     with connect(jobs, scheduler) as client: ...
 
     A Dask client of the scheduler at address `scheduler`, or, without one, of a local
-    cluster inside this process: `jobs` workers of one thread, nothing listening on the network.
-    Raises ClusterError (with what to do) if Dask is missing or the cluster cannot be reached.
+    cluster: `jobs` workers of one thread, inside this process (or, with processes, each
+    a process of its own, which 127.0.0.1 alone reaches), nothing listening beyond this
+    machine. Raises ClusterError (with what to do) if Dask is missing or the cluster
+    cannot be reached.
     """
     distributed = _import_distributed()
     cluster = None
     try:
         if scheduler is None:
             import dask
-            with dask.config.set(LOCAL_CONFIG):
+            with dask.config.set({**LOCAL_CONFIG, **(LOCAL_PROCESSES_CONFIG if processes else {})}):
                 # Its HTTP servers (a dashboard, health checks) would listen on every interface by default.
-                cluster = distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=False,
+                cluster = distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=processes,
+                                                   host="127.0.0.1" if processes else None,
                                                    dashboard_address=LOOPBACK, worker_dashboard_address=LOOPBACK,
                                                    silence_logs=logging.CRITICAL)
             client = distributed.Client(cluster)

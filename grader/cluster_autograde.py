@@ -1,8 +1,16 @@
 """
-Step 2 of a class autograde on a Dask cluster (python -m grader autograde --scheduler ADDRESS).
+The tasks of a class autograde's step 2 (grader/class_autograde.py), on Dask workers:
+one student's nbgrader autograde, with Replay.record on (grader/replay.py).
 
-A worker machine does not see the course folder, so each task gets what nbgrader's
-autograde of one student needs, and no more:
+autograde_here       python -m grader autograde --jobs N: a local cluster of N worker
+                     processes, on the machine of the course folder. A worker process
+                     autogrades in the course folder itself, with a throwaway copy of
+                     the gradebook of its own (sqlite has one writer: this process's
+                     step 3), and saves into the run's replay folder.
+
+autograde_on_worker  python -m grader autograde --scheduler ADDRESS: a worker machine
+                     does not see the course folder, so each task gets what nbgrader's
+                     autograde of one student needs, and no more:
 
     CourseCopy, once per run     the course's nbgrader_config.py (its text); the assignment's
                                  source files that autograde copies over the student's (not
@@ -34,11 +42,89 @@ from pathlib import Path
 from nbgrader.utils import find_all_files
 
 from . import cluster
-from .kernel_jail import PASSED_ENV
-from .unpack import unpack
+from .errors import CheckFailed
+from .kernel_jail import PASSED_ENV, JailedExecute, StudentCodeIsolation
+from .unpack import pack, unpack
 
 RECORD = re.compile(r"(checks|kernel)-[0-9a-f]{64}\.json")   # what replay.Replay saves, and nothing else
 LAYOUT = {"source_directory": "source", "submitted_directory": "submitted", "autograded_directory": "autograded"}
+
+
+def submitter_here(client, api, assignment, args, replay, gradebook, scratch):
+    """
+    submit(student) -> the future of autograde_here for that student, on a local cluster.
+
+    Inputs:
+    - client: The local cluster's Dask client
+    - api: The course's CourseAPI (grader/class_autograde.py)
+    - assignment: The assignment's name
+    - args: The nbgrader settings of the run's autogrades (never the hidden data)
+    - replay: The run's replay folder, where the workers save
+    - gradebook: The course's sqlite gradebook file, which each worker process copies
+    - scratch: The run's scratch folder, for those copies
+    """
+    course = CourseHere(str(api.course), (*args, f"--Replay.folder={replay}"), str(gradebook), str(scratch))
+    return lambda student: cluster.submit_large(client, autograde_here, course, assignment, student,
+                                                key=f"autograde-{student}")
+
+
+def submitter_remote(client, api, assignment, args, scratch):
+    """
+    submit(student) -> the future of autograde_on_worker for that student, or None when its
+    submitted folder cannot be sent (unpack would refuse it, and step 3 will). Every worker
+    is probed first (worker_problem): the run refuses, with ClusterError, if one fails.
+
+    Inputs: as submitter_here's, on a cluster's client.
+    """
+    cluster.require_workers(client, worker_problem, StudentCodeIsolation(config=api.config).isolation,
+                            passed_environment(), JailedExecute(config=api.config).kernel_name)
+    course = cluster.shared(client, course_copy(api, assignment, args, scratch), "course")
+    coursedir = api.coursedir
+
+    def submit(student):
+        try:
+            submission = pack(coursedir.format_path(coursedir.submitted_directory, student, assignment))
+        except CheckFailed:
+            return None
+        return cluster.submit_large(client, autograde_on_worker, course, assignment, student, submission,
+                                    key=f"autograde-{student}")
+    return submit
+
+
+@dataclass(frozen=True)
+class CourseHere:
+    """The course of a local cluster's tasks: its folder, the run's nbgrader settings, its gradebook, the run's
+    scratch folder (for the workers' gradebooks)."""
+    folder: str
+    args: tuple
+    gradebook: str
+    scratch: str
+
+
+_here = {}   # CourseHere -> this worker process's CourseAPI
+
+
+def autograde_here(course, assignment, student):
+    """
+    The task on a local cluster's worker process: nbgrader's autograde of one student in the course folder.
+
+    Inputs:
+    - course: CourseHere
+    - assignment: The assignment's name
+    - student: The student's id
+
+    Returns:
+    - {"success": bool, "error": nbgrader's error, "records": {}} (the records are in the run's replay folder)
+    """
+    from .class_autograde import nbgrader_api   # imported here: it imports this module
+
+    if course not in _here:   # once per worker process: its own gradebook
+        gradebook = Path(course.scratch) / f"gradebook-{os.getpid()}.db"
+        shutil.copyfile(course.gradebook, gradebook)
+        _here[course] = nbgrader_api(Path(course.folder), [*course.args, f"--CourseDirectory.db_url=sqlite:///{gradebook}",
+                                                           "--Replay.record=True"])
+    result = _here[course].autograde(assignment, student, force=True, create=True)
+    return {"success": result["success"], "error": result.get("error", ""), "records": {}}
 
 
 @dataclass(frozen=True)

@@ -141,9 +141,8 @@ class TrustedGrades(NbGraderPreprocessor):
         key = replay.folder and replay_key(submission_sha256(submission), checks, isolation)
         grades = key and replay.load("checks", key)
         if not grades:
-            grades = {cell: (checks[cell] if result.passed else 0.0, result.text())
-                      for cell, result in run_checks(submission, list(checks), isolation=isolation,
-                                                     scratch=scratch).items()}
+            results = _checked(submission, isolation, scratch)
+            grades = {cell: (checks[cell] if results[cell].passed else 0.0, results[cell].text()) for cell in checks}
             if key:
                 replay.save("checks", key, grades)
         grades = {cell: tuple(grade) for cell, grade in grades.items()}
@@ -205,6 +204,24 @@ class WriteTrustedGrades(NbGraderPreprocessor):
         nb.metadata.setdefault(METADATA, {}).update(checks_isolation=record["isolation"],
                                                    model_sha256=record["model_sha256"])
         return nb, resources
+
+
+_last_checked = {}   # (submission digest, isolation) -> its CheckResults: the last submission's only
+
+
+def _checked(submission, isolation, scratch):
+    """
+    The trusted checks of every check cell of the assignment (trusted_checks.CELLS) on a
+    submission: one jailed run for all of them, shared by the submission's notebooks
+    (autograde grades them one after another). A jailed run is mostly its start, torch's import.
+    """
+    key = (submission_sha256(submission), isolation)
+    if key[0] is None or key not in _last_checked:   # None: unpack refuses it, and run_checks says so
+        results = run_checks(submission, list(CELLS), isolation=isolation, scratch=scratch)
+        _last_checked.clear()
+        _last_checked[key] = results
+        return results
+    return _last_checked[key]
 
 
 def hidden_data_problem(test_data, data_dir):

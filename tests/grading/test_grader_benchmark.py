@@ -15,5 +15,6 @@ def test_grading_benchmark_smoke(hidden_subset):
                          timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     for words in ("--jobs 1: ", "--jobs 2: ", "speed-up with 2 jobs", "unpack", "load", "inference", "scoring",
+                  "job-seconds = the model's inference",
                   "targets not checked"):
         assert words in run.stdout, run.stdout

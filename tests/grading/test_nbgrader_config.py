@@ -98,3 +98,24 @@ def test_generation_never_releases_the_instructor_model(course, monkeypatch, gen
     assert not [path for path in release.rglob("*") if path.is_file() and path.read_bytes() == PLANTED]
     assert (course / "course" / "gradebook.db").is_file()
     assert (course / "solutions" / ASSIGNMENT / MODEL_ENTRY).read_bytes() == PLANTED   # the source is untouched
+
+
+def test_a_submission_is_checked_once_for_all_its_notebooks(tmp_path, monkeypatch):
+    """Do a submission's notebooks share one jailed run of the trusted checks (a run is mostly torch's
+    import), while another submission, or the same one changed, is checked anew, for every check cell?"""
+    from grader import nbgrader_plugins
+    from grader.trusted_checks import CELLS
+
+    runs = []
+    monkeypatch.setattr(nbgrader_plugins, "run_checks", lambda submission, cells, **kwargs: (
+        runs.append((submission, sorted(cells))), {cell: len(runs) for cell in cells})[1])
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    for folder, text in ((alice, "a"), (bob, "b")):
+        folder.mkdir()
+        (folder / "layers.py").write_text(text)
+    first = nbgrader_plugins._checked(alice, "jail", tmp_path)   # notebook 1
+    assert nbgrader_plugins._checked(alice, "jail", tmp_path) == first and len(runs) == 1   # notebook 2
+    assert runs[0][1] == sorted(CELLS)
+    nbgrader_plugins._checked(bob, "jail", tmp_path)
+    (alice / "layers.py").write_text("changed")
+    assert set(nbgrader_plugins._checked(alice, "jail", tmp_path).values()) == {3} and len(runs) == 3
