@@ -228,12 +228,14 @@ def _record(api, nbgrader_args, assignment, students, jobs, scheduler, scratch, 
 
     replay = scratch / "replay"
     try:
+        gradebook = _sqlite_path(api.coursedir.db_url)
         with cluster.connect(jobs, scheduler, processes=True) as client:
             if scheduler:
-                submit = cluster_autograde.submitter_remote(client, api, assignment, nbgrader_args, scratch)
+                submit = cluster_autograde.submitter_remote(client, api, assignment, nbgrader_args, gradebook,
+                                                            scratch)
             else:
-                submit = cluster_autograde.submitter_here(client, api, assignment, nbgrader_args, replay,
-                                                          _sqlite_path(api.coursedir.db_url), scratch)
+                submit = cluster_autograde.submitter_here(client, api, assignment, nbgrader_args, replay, gradebook,
+                                                          scratch)
             for student, done in cluster.in_flight(client, students, submit):
                 if done is None:   # nothing to send: step 3 refuses the submission, as TrustedGrades does
                     yield student
@@ -252,10 +254,10 @@ def _record(api, nbgrader_args, assignment, students, jobs, scheduler, scratch, 
 
 
 def _sqlite_path(db_url):
-    """The file of an sqlite gradebook; a local cluster's workers each take a copy of it."""
+    """The file of an sqlite gradebook; each worker (a local one, or a cluster's) gets a copy of it."""
     if not db_url.startswith("sqlite:///"):
-        raise ClassAutogradeError(f"--jobs above 1 copies nbgrader's sqlite gradebook for each worker; this course's "
-                                  f"is {db_url.split(':')[0]}. Run with --jobs 1.")
+        raise ClassAutogradeError(f"--jobs above 1 and --scheduler copy nbgrader's sqlite gradebook for each "
+                                  f"worker; this course's is {db_url.split(':')[0]}. Run with --jobs 1.")
     return db_url.removeprefix("sqlite:///").split("?")[0]
 
 

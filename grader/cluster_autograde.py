@@ -68,17 +68,17 @@ def submitter_here(client, api, assignment, args, replay, gradebook, scratch):
                                                 key=f"autograde-{student}")
 
 
-def submitter_remote(client, api, assignment, args, scratch):
+def submitter_remote(client, api, assignment, args, gradebook, scratch):
     """
     submit(student) -> the future of autograde_on_worker for that student, or None when its
     submitted folder cannot be sent (unpack would refuse it, and step 3 will). Every worker
     is probed first (worker_problem): the run refuses, with ClusterError, if one fails.
 
-    Inputs: as submitter_here's, on a cluster's client.
+    Inputs: as submitter_here's (but replay), on a cluster's client.
     """
     cluster.require_workers(client, worker_problem, StudentCodeIsolation(config=api.config).isolation,
                             passed_environment(), JailedExecute(config=api.config).kernel_name)
-    course = cluster.shared(client, course_copy(api, assignment, args, scratch), "course")
+    course = cluster.shared(client, course_copy(api, assignment, args, gradebook, scratch), "course")
     coursedir = api.coursedir
 
     def submit(student):
@@ -136,7 +136,7 @@ class CourseCopy:
     args: tuple         # nbgrader settings, as on its command line
 
 
-def course_copy(api, assignment, args, scratch):
+def course_copy(api, assignment, args, gradebook, scratch):
     """
     The CourseCopy of a course.
 
@@ -144,6 +144,7 @@ def course_copy(api, assignment, args, scratch):
     - api: The course's CourseAPI (grader/class_autograde.py)
     - assignment: The assignment's name
     - args: The nbgrader settings of the run (never the hidden test data)
+    - gradebook: The course's sqlite gradebook file
     - scratch: A folder of this run, for the gradebook's copy
 
     Returns:
@@ -160,15 +161,15 @@ def course_copy(api, assignment, args, scratch):
             if path not in excluded and not path.is_symlink():
                 archive.write(path, path.relative_to(source).as_posix())
     return CourseCopy(config=(api.course / "nbgrader_config.py").read_text(), source=buffer.getvalue(),
-                      gradebook=_without_students(coursedir.db_url, Path(scratch) / "gradebook-copy.db"),
+                      gradebook=_without_students(gradebook, Path(scratch) / "gradebook-copy.db"),
                       args=tuple(args))
 
 
-def _without_students(db_url, copy):
-    """The bytes of a copy of the sqlite gradebook at db_url with every student, and so their grades, removed."""
+def _without_students(gradebook, copy):
+    """The bytes of a copy of the sqlite gradebook file with every student, and so their grades, removed."""
     from nbgrader.api import Gradebook
 
-    shutil.copyfile(db_url.removeprefix("sqlite:///").split("?")[0], copy)
+    shutil.copyfile(gradebook, copy)
     with Gradebook(f"sqlite:///{copy}") as gradebook:
         for student in gradebook.students:
             gradebook.remove_student(student.id)

@@ -138,10 +138,11 @@ class TrustedGrades(NbGraderPreprocessor):
         """{grade_id: (points, text for the student)} for the cells, from the copy of the submission."""
         checks = {cell: float(cells[cell].metadata.nbgrader["points"]) for cell in cells if cell != MODEL_SCORE_CELL}
         replay = Replay(parent=self)
-        key = replay.folder and replay_key(submission_sha256(submission), checks, isolation)
+        digest = submission_sha256(submission)
+        key = replay.folder and replay_key(digest, checks, isolation)
         grades = key and replay.load("checks", key)
         if not grades:
-            results = _checked(submission, isolation, scratch)
+            results = _checked(submission, digest, isolation, scratch)
             grades = {cell: (checks[cell] if results[cell].passed else 0.0, results[cell].text()) for cell in checks}
             if key:
                 replay.save("checks", key, grades)
@@ -209,13 +210,14 @@ class WriteTrustedGrades(NbGraderPreprocessor):
 _last_checked = {}   # (submission digest, isolation) -> its CheckResults: the last submission's only
 
 
-def _checked(submission, isolation, scratch):
+def _checked(submission, digest, isolation, scratch):
     """
     The trusted checks of every check cell of the assignment (trusted_checks.CELLS) on a
-    submission: one jailed run for all of them, shared by the submission's notebooks
-    (autograde grades them one after another). A jailed run is mostly its start, torch's import.
+    submission whose submission_sha256 is digest: one jailed run for all of them, shared by
+    the submission's notebooks (autograde grades them one after another). A jailed run is
+    mostly its start, torch's import.
     """
-    key = (submission_sha256(submission), isolation)
+    key = (digest, isolation)
     if key[0] is None or key not in _last_checked:   # None: unpack refuses it, and run_checks says so
         results = run_checks(submission, list(CELLS), isolation=isolation, scratch=scratch)
         _last_checked.clear()

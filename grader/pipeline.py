@@ -173,7 +173,7 @@ def finish(name, source, outcome, context):
     passed, failure, grader_error = list(outcome.passed), outcome.failure, outcome.grader_error
     if failure is None:
         try:
-            work.predictions = torch.from_numpy(outcome.predictions)
+            work.predictions = _sent_predictions(outcome.predictions, context.count)
             with _timer(work.timings, SCORE_STEP.timing):
                 passed.append(SCORE_STEP.run(work))
         except CheckFailed as error:
@@ -182,6 +182,18 @@ def finish(name, source, outcome, context):
             failure, grader_error = grader_failure(error)
     work.timings["total_s"] = round(work.timings.get("total_s", 0.0) + time.perf_counter() - start, 3)
     return make_result(name, work, passed, failure, grader_error)
+
+
+def _sent_predictions(predictions, n):
+    """
+    An Outcome's predictions as a float32 tensor, checked again where the labels are: an Outcome may
+    come from a cluster worker, and the score is computed only from what check_predictions would pass.
+    """
+    predictions = torch.as_tensor(np.asarray(predictions, dtype=np.float32))
+    if tuple(predictions.shape) not in ((n, 30), (n, 15, 2)) or not bool(torch.isfinite(predictions).all()):
+        raise RuntimeError(f"the predictions sent back, of shape {tuple(predictions.shape)}, are not what "
+                           "check_predictions passes: a broken or forged worker")
+    return predictions
 
 
 def grader_failed(source, name, context, error):

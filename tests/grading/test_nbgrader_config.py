@@ -105,6 +105,7 @@ def test_a_submission_is_checked_once_for_all_its_notebooks(tmp_path, monkeypatc
     import), while another submission, or the same one changed, is checked anew, for every check cell?"""
     from grader import nbgrader_plugins
     from grader.trusted_checks import CELLS
+    from grader.unpack import submission_sha256
 
     runs = []
     monkeypatch.setattr(nbgrader_plugins, "run_checks", lambda submission, cells, **kwargs: (
@@ -113,9 +114,12 @@ def test_a_submission_is_checked_once_for_all_its_notebooks(tmp_path, monkeypatc
     for folder, text in ((alice, "a"), (bob, "b")):
         folder.mkdir()
         (folder / "layers.py").write_text(text)
-    first = nbgrader_plugins._checked(alice, "jail", tmp_path)   # notebook 1
-    assert nbgrader_plugins._checked(alice, "jail", tmp_path) == first and len(runs) == 1   # notebook 2
+    def checked(folder):
+        return nbgrader_plugins._checked(folder, submission_sha256(folder), "jail", tmp_path)
+
+    first = checked(alice)   # notebook 1
+    assert checked(alice) == first and len(runs) == 1   # notebook 2
     assert runs[0][1] == sorted(CELLS)
-    nbgrader_plugins._checked(bob, "jail", tmp_path)
+    checked(bob)
     (alice / "layers.py").write_text("changed")
-    assert set(nbgrader_plugins._checked(alice, "jail", tmp_path).values()) == {3} and len(runs) == 3
+    assert set(checked(alice).values()) == {3} and len(runs) == 3
