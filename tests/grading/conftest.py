@@ -1,17 +1,72 @@
 """
 Fixtures of the grader's tests: a small subset of the hidden test split, a
-valid model, and the jail (grader/jail.py), which must start here.
+valid model, and the jail (grader/jail.py), which must start here. Every result
+the grader writes in these tests is checked against Gradescope's results.json
+schema (grader/platforms/gradescope_results.schema.json).
 """
 import os
+import sys
 
 import pytest
 from filelock import FileLock
 
+import grader.results
 from exercise_code.util.model_files import load_model, save_model
+from grader.platforms.gradescope_results import InvalidResults, check_results
 from grader.sandbox import IsolationError, detect_isolation
 from grading_scenarios import trained_model
 
 TEST_ROWS = 64   # faces of the hidden split the tests grade on: enough to score, quick to predict
+
+
+@pytest.fixture(scope="session", autouse=True)
+def invalid_result_writes():
+    """
+    For the whole session, write_json_atomic checks each result against Gradescope's results.json
+    schema before writing it: an invalid one raises InvalidResults and is never written.
+
+    Returns:
+    - A list that gets "<path>: <problems>" for each result refused (results_follow_gradescope_spec reads it)
+
+    Session-wide, because module-scoped fixtures (the scenario batch) grade before any function-scoped
+    fixture starts. Results written by a subprocess (python -m grader ...) are not seen here.
+    """
+    original, refused = grader.results.write_json_atomic, []
+
+    def checked_write_json_atomic(path, data):
+        document = data.to_json() if isinstance(data, grader.results.Result) else data
+        if isinstance(document, dict) and isinstance(document.get("extra_data"), dict) \
+                and document["extra_data"].get("grader") == grader.results.GRADER_NAME:   # a result, not other JSON
+            try:
+                check_results(document)
+            except InvalidResults as error:
+                refused.append(f"{path}: {error}")
+                raise
+        return original(path, data)
+
+    # grader.api and the tests hold the function under their own names (from grader.results import ...):
+    # replace it wherever it is, not only in grader.results. Modules imported later get the checked one.
+    with pytest.MonkeyPatch.context() as patch:
+        for module in list(sys.modules.values()):
+            if getattr(module, "__dict__", {}).get("write_json_atomic") is original:
+                patch.setattr(module, "write_json_atomic", checked_write_json_atomic)
+        yield refused
+
+
+@pytest.fixture(autouse=True)
+def results_follow_gradescope_spec(invalid_result_writes):
+    """Fails the test if a result written while it ran (or while its fixtures were set up) broke the schema,
+    even if the grader caught the InvalidResults that write_json_atomic raised."""
+    def fail_on_refused():
+        if invalid_result_writes:
+            refused = list(invalid_result_writes)
+            invalid_result_writes.clear()   # each refusal fails one test only
+            pytest.fail("The grader tried to write a result Gradescope would not read:\n" + "\n".join(refused),
+                        pytrace=False)
+
+    fail_on_refused()   # refused while a module- or session-scoped fixture graded
+    yield
+    fail_on_refused()
 
 
 @pytest.fixture(scope="session")
