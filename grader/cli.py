@@ -7,11 +7,14 @@ defaults it reads from the function itself:
     python -m grader merge RESULTS_DIR... --out DIR [--force]
     python -m grader release [--check]
     python -m grader bundle [--out ZIP]
+    python -m grader canvas EXPORT.csv --column NAME --grades RESULTS_DIR_OR_NBGRADER_CSV --out FILLED.csv
+    python -m grader moodle WORKSHEET.csv --grades RESULTS_DIR_OR_NBGRADER_CSV --out FILLED.csv [--feedback]
 
 grade and merge are grader.api.grade and grader.results.merge_results; autograde is
 grader.class_autograde.autograde_class; release is
 grader.release.write_student_files (or drifted_files, with --check); bundle is
-grader.bundle.build_bundle. Without a verb, `python -m grader SUBMISSION...` grades.
+grader.bundle.build_bundle; canvas and moodle are grader.platforms.canvas.fill_canvas and
+grader.platforms.moodle.fill_moodle. Without a verb, `python -m grader SUBMISSION...` grades.
 
 Exit status: 0 when the verb did its work (a graded batch, whatever the submissions
 scored); 1 when release --check finds drifted files or the bundle cannot be built;
@@ -246,8 +249,101 @@ def run_autograde(args):
     return 0
 
 
+def add_canvas(verbs):
+    from .platforms.canvas import fill_canvas   # imported here, as each platform's verb
+
+    defaults = fill_canvas.__kwdefaults__
+    parser = verbs.add_parser(
+        "canvas", help="fill one assignment column of a Canvas gradebook export with the grades",
+        description="Fill one assignment column of your Canvas gradebook export (Grades > Export) with the grades, "
+                    "for Grades > Import. Students are matched by SIS Login ID; every other cell is kept as it is.")
+    parser.add_argument("export", metavar="EXPORT.csv", help="the CSV Canvas exported, unchanged")
+    parser.add_argument("--column", required=True, metavar="NAME",
+                        help="the assignment column: its header ('Exercise 09 (1234)'), its title or its Canvas id")
+    _add_fill_options(parser, defaults)
+    parser.set_defaults(run=run_canvas)
+
+
+def run_canvas(args):
+    from .platforms.canvas import fill_canvas
+
+    return _run_fill(fill_canvas, f"column {args.column!r}", "Import it in Canvas: Grades > Import, then check "
+                     "the changes Canvas lists before you save them.",
+                     export=args.export, column=args.column, grades=args.grades, out=args.out,
+                     assignment=args.assignment, rescale=args.rescale, overwrite=args.overwrite)
+
+
+def add_moodle(verbs):
+    from .platforms.moodle import HEADERS, fill_moodle
+
+    defaults = fill_moodle.__kwdefaults__
+    parser = verbs.add_parser(
+        "moodle", help="fill the Grade column of a Moodle offline grading worksheet with the grades",
+        description="Fill the Grade column of your Moodle assignment's grading worksheet (View all submissions > "
+                    "Download grading worksheet) with the grades, for Upload grading worksheet. Rows are matched "
+                    "by participant id (in the names of Moodle's Download all submissions) or by email.")
+    parser.add_argument("worksheet", metavar="WORKSHEET.csv", help="the worksheet Moodle made, unchanged")
+    parser.add_argument("--feedback", action="store_true", default=defaults["feedback"],
+                        help="also fill the Feedback comments column with each result's summary")
+    parser.add_argument("--header", action="append", default=[], metavar="ROLE=TEXT",
+                        help="a header of a site in another language than English or German, e.g. grade=Note; "
+                             f"roles: {', '.join(HEADERS)}")
+    _add_fill_options(parser, defaults)
+    parser.set_defaults(run=run_moodle)
+
+
+def run_moodle(args):
+    from .platforms.moodle import fill_moodle
+
+    headers = dict(pair.split("=", 1) for pair in args.header if "=" in pair)
+    if len(headers) != len(args.header):
+        print(f"error: --header takes ROLE=TEXT, e.g. grade=Note; got {args.header}", file=sys.stderr)
+        return 2
+    return _run_fill(fill_moodle, "the Grade column", "Upload it in Moodle: View all submissions > Grading action > "
+                     "Upload grading worksheet, and check the confirmation page before you confirm.",
+                     worksheet=args.worksheet, grades=args.grades, out=args.out, assignment=args.assignment,
+                     feedback=args.feedback, rescale=args.rescale, headers=headers, overwrite=args.overwrite)
+
+
+def _add_fill_options(parser, defaults):
+    """The options canvas and moodle share."""
+    parser.add_argument("--grades", required=True, metavar="SOURCE",
+                        help="the results folder of python -m grader grade (its --out), or the grades.csv of "
+                             "nbgrader export")
+    parser.add_argument("--assignment", default=defaults["assignment"], metavar="NAME",
+                        help="the assignment's rows of nbgrader's CSV, when it holds several")
+    parser.add_argument("--out", required=True, metavar="FILLED.csv", help="where to write the filled copy")
+    parser.add_argument("--rescale", action="store_true", default=defaults["rescale"],
+                        help="convert the grades' points into the gradebook's maximum (say 100 into 10)")
+    parser.add_argument("--overwrite", action="store_true", default=defaults["overwrite"],
+                        help="allow --out to be the input file itself")
+
+
+def _run_fill(fill, what, how_to_import, **kwargs):
+    """Run a platform's fill function and print what it did; exit 2 on its GradebookError."""
+    from .platforms.grades_source import GradebookError
+
+    try:
+        report = fill(**kwargs)
+    except GradebookError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Filled {len(report.filled)} grade(s) into {what} of {report.out}"
+          + (f"; {len(report.unchanged)} already had that grade" if report.unchanged else "") + ".")
+    for title, names in [("Students in the gradebook without a grade", report.students_without_grade),
+                         ("Grades with no student in the gradebook", [f"{g.name} ({g.points:g} points, {g.source})"
+                                                                      for g in report.grades_without_row])]:
+        if names:
+            print(f"{title} ({len(names)}):")
+            print("\n".join(f"  {name}" for name in names))
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(how_to_import)
+    return 0
+
+
 VERBS = {"grade": add_grade, "autograde": add_autograde, "merge": add_merge, "release": add_release,
-         "bundle": add_bundle}
+         "bundle": add_bundle, "canvas": add_canvas, "moodle": add_moodle}
 
 
 def _print_batch(results, out_dir, seconds):

@@ -154,5 +154,5 @@ def parse_number(text):
 def refuse_overwrite(source, out, overwrite):
     """GradebookError if out is the source file and overwriting it was not asked for."""
     if not overwrite and out.resolve() == source.resolve():
-        raise GradebookError(f"--out is the export itself ({source}); write the filled copy to another file, "
-                             "or pass --overwrite.")
+        raise GradebookError(f"--out is the input file itself ({source}); write the filled copy to another "
+                             "file, or pass --overwrite.")
