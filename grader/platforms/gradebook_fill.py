@@ -124,8 +124,8 @@ def checked_points(matched, *, rescale, platform, fix):
             refused.append(f"{row.label}: {value:g} points is above the maximum of {row.maximum:g} ({grade.source})")
         points.append(min(max(value, 0.0), row.maximum))   # within the tolerance: exactly the bound
     if refused:
-        raise GradebookError(f"{len(refused)} grade(s) outside the {platform} gradebook's range; nothing was written:\n  "
-                             + "\n  ".join(refused) + f"\n{fix}")
+        raise GradebookError(f"{len(refused)} grade(s) outside the {platform} gradebook's range; nothing was "
+                             "written:\n  " + "\n  ".join(refused) + f"\n{fix}")
     warnings = [f"grades out of {source:g} points filled into a gradebook out of {target:g}, unconverted "
                 "(pass --rescale to convert them)" for source, target in sorted(scales) if not rescale]
     return points, warnings
