@@ -78,7 +78,6 @@ def fill_canvas(*, export, column, grades, out, assignment=None, rescale=False, 
         else:
             table.set(row.index, target, text)
             report.filled.append((row.label, text))
-    out.parent.mkdir(parents=True, exist_ok=True)
     table.write(out)
     report.out = out
     return report

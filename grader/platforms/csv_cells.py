@@ -108,8 +108,13 @@ class CsvTable:
 
     def write(self, path):
         """Write the edited file to path, atomically (a reader sees the old file or the new one)."""
-        with atomic_file(path, "wb") as f:
-            f.write(self.bom + self.edited().encode("utf-8"))
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(path, "wb") as f:
+                f.write(self.bom + self.edited().encode("utf-8"))
+        except OSError as error:
+            raise GradebookError(f"Cannot write {path}: {error.strerror or error}. Choose another --out.") from None
 
     def _encode(self, value, quoted):
         # Quote as the cell was, or when the value needs it (RFC 4180).

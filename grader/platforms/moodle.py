@@ -121,7 +121,6 @@ def fill_moodle(*, worksheet, grades, out, assignment=None, feedback=False, resc
         if feedback:
             # Moodle stores feedback comments as HTML.
             table.set(row.index, columns["feedback"], html.escape(grade.feedback.strip()).replace("\n", "<br>"))
-    out.parent.mkdir(parents=True, exist_ok=True)
     table.write(out)
     report.out = out
     return report

@@ -175,6 +175,14 @@ def test_cli_usage_errors_exit_2(tmp_path, results, capsys, args, words):
     assert re.search(words, capsys.readouterr().err) and not out.exists()
 
 
+def test_unwritable_output_is_a_clear_error(tmp_path, results):
+    """Is an --out that cannot be written (its folder is a file) refused with a message, not a traceback?"""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(GradebookError, match="Cannot write .*file/filled.csv: .* Choose another --out"):
+        fill_canvas(export=GOLDEN / "canvas_export.csv", column="1234", grades=results,
+                    out=tmp_path / "file" / "filled.csv")
+
+
 def test_cli_missing_grades_exit_2(tmp_path, capsys):
     """Is a --grades path that is not there a usage error that says what to pass?"""
     assert cli.main(["canvas", str(GOLDEN / "canvas_export.csv"), "--column", "1234", "--grades",
