@@ -24,7 +24,8 @@ string has no trailing space), the same unique id Moodle puts in the names of
 On upload Moodle SILENTLY skips a row whose grade is empty, negative, above the
 maximum, locked ("Grade can be changed: No"), unchanged, or changed in Moodle
 after the worksheet was downloaded (assign_feedback_offline::process_import_grades).
-We refuse the first four before Moodle drops them, and report the unchanged ones.
+We never write an empty grade, refuse the next three before Moodle would drop them,
+and report the unchanged ones; the last no file shows (upload soon after download).
 """
 import html
 import re
@@ -97,22 +98,21 @@ def fill_moodle(*, worksheet, grades, out, assignment=None, feedback=False, resc
         raise GradebookError("nbgrader's CSV has no feedback text for Moodle: leave out --feedback (nbgrader "
                              "generate_feedback makes the students' feedback files), or fill from a results folder.")
     matched, report = match_grades(all_grades, rows, key=_key)
+    can_change = {row.index: _cell(table.rows[row.index], columns.get("can_change")) for _, row in matched}
     locked = [f"{row.label}: {grade.points:g} points, but Moodle locked this grade ('Grade can be changed': "
-              f"{table.rows[row.index][columns['can_change']]})" for grade, row in matched
-              if "can_change" in columns and table.rows[row.index][columns["can_change"]].strip() in NO]
+              f"{can_change[row.index]})" for grade, row in matched if can_change[row.index] in NO]
     if locked:
         raise GradebookError(f"{len(locked)} grade(s) Moodle would skip; nothing was written:\n  " + "\n  ".join(locked)
-                             + "\nUnlock them in Moodle (or release their marking workflow state), download the "
-                               "worksheet again, or remove those grades.")
+                             + "\nA grade locked or overridden in Moodle's gradebook cannot be changed here: unlock "
+                               "it there and download the worksheet again, or remove that grade.")
     points, report.warnings = checked_points(
         matched, rescale=rescale, platform="Moodle",
         fix="Pass --rescale to convert points into the worksheet's maximum grade, or set the assignment's "
             "maximum grade in Moodle and download the worksheet again.")
     style = _number_style(table, columns)
     for (grade, row), value in zip(matched, points):
-        cells = table.rows[row.index]
         text = format_points(value, **style, fixed=True)
-        old = parse_number(cells[columns["grade"]].strip()) if columns["grade"] < len(cells) else None
+        old = parse_number(_cell(table.rows[row.index], columns["grade"]))
         if old is not None and round(old, style["decimals"]) == round(value, style["decimals"]):
             report.unchanged.append(row.label)   # Moodle skips a grade equal to its own, and keeps it
         else:
@@ -181,7 +181,7 @@ def _columns(header, names, path):
 def _row(cells, index, columns, path):
     """The GradebookRow of a worksheet row."""
     def cell(role):
-        return cells[columns[role]].strip() if role in columns and columns[role] < len(cells) else ""
+        return _cell(cells, columns.get(role))
 
     match = re.fullmatch(r"\D*?(\d+)", cell("identifier"))   # "Participant 123456", in any language
     pid = match[1] if match else None
@@ -203,3 +203,8 @@ def _number_style(table, columns):
                    and row[columns["maximum"]].strip()), "100.00")
     mark = "," if "," in sample else "."
     return {"decimal_mark": mark, "decimals": len(sample.rpartition(mark)[2]) if mark in sample else 0}
+
+
+def _cell(cells, column):
+    """The text of a row's cell, stripped; "" for a column the worksheet lacks (None) or a short row."""
+    return cells[column].strip() if column is not None and column < len(cells) else ""
