@@ -38,7 +38,7 @@ SLOW_S = 4   # each slow submission's forward pass sleeps this long: time to kil
 def comparable(result):
     """A result without what differs between two gradings of the same submission (times, paths)."""
     extra = {key: value for key, value in result["extra_data"].items()
-             if key not in ("timings", "graded_at", "source")}
+             if key not in ("timings", "execution_time_s", "graded_at", "source")}
     tests = [{key: value for key, value in test.items() if key != "output"} | {"output": _steady(test["output"])}
              for test in result["tests"]]
     return {**result, "execution_time": None, "extra_data": extra, "tests": tests, "output": _steady(result["output"])}
