@@ -218,8 +218,10 @@ def test_old_result_files_still_read(tmp_path):
 def test_results_written_in_the_tests_are_checked(tmp_path, invalid_result_writes):
     """Does the conftest fixture make write_json_atomic refuse an invalid result, before writing it, and record it?
     (Were it broken, the tests of the grader would not prove every result they write is valid.)"""
+    import grader.api
     import grader.results
 
+    assert grader.api.write_json_atomic is grader.results.write_json_atomic   # grade() writes with the checked one
     bad = set_at(result().to_json(), ("tests", 0, "status"), "ok")
     for write in (write_json_atomic, grader.results.write_json_atomic):
         with pytest.raises(InvalidResults, match=r"\$.tests\[0\].status"):
