@@ -1,0 +1,159 @@
+"""
+One submission, graded inside a platform's container: what Gradescope
+(gradescope.py) and PrairieLearn (prairielearn.py) share.
+
+Both start their script as root, in a fresh container per submission, with the
+student's files, the hidden data and the grader side by side. Before any student
+code runs:
+
+- lock_down() makes the hidden data, the grader and what the platform says about
+  the student root's alone (chmod go=);
+- choose_isolation() takes the jail where it starts, and else, explicitly and
+  recorded in the result, isolation "user" (Docker's default seccomp profile
+  refuses the namespaces the jail needs; see grader/jail.py);
+- grade_one() finds the submission (the uploaded zip, or its files) and grades
+  it with grader.api.grade, into a folder of root's.
+
+The adapters then write the platform's results file, always: a crash of ours
+becomes a result that says so (see crash_message), never a missing file.
+"""
+import json
+import os
+import shutil
+import stat
+import tempfile
+import traceback
+from pathlib import Path
+
+from .. import jail
+from ..api import grade
+from ..unpack import find_submission_root, holds_submission
+
+SETTINGS_FILE = "settings.json"   # beside the platform's copy of the grader: its limits and points
+CRASH_TRACEBACK_CHARS = 4000
+
+
+class NoSubmission(ValueError):
+    """The platform's submission folder holds no submission; the message tells the student what to upload."""
+
+
+def copy_pack(dest):
+    """
+    Copy what grading needs of the pack into dest: the grader and the solved
+    exercise_code it trusts (grader/trusted.py), without caches. Run it with
+    PYTHONPATH=dest. Holds the solutions: keep it root's alone (lock_down).
+
+    Returns:
+    - dest, as a Path
+    """
+    import grader
+    from ..trusted import PACKAGE
+
+    dest = Path(dest)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(Path(grader.__file__).parent, dest / "grader", ignore=ignore)
+    shutil.copytree(PACKAGE, dest / "exercise_code", ignore=ignore)
+    return dest
+
+
+def read_settings(folder):
+    """
+    The grading settings an adapter's builder wrote (SETTINGS_FILE in folder).
+
+    Returns:
+    - Dict with timeout_s, memory_mb, max_points, full_points_at, zero_points_at (and the adapter's own keys)
+    """
+    return json.loads((Path(folder) / SETTINGS_FILE).read_text())
+
+
+def lock_down(*paths):
+    """Make paths (files, or folders and all in them) root's alone: no group or other permission bits."""
+    for top in map(Path, paths):
+        if not top.exists():
+            continue
+        for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
+            if not path.is_symlink():
+                mode = path.stat().st_mode
+                path.chmod(stat.S_IMODE(mode) & 0o700)
+
+
+def choose_isolation():
+    """
+    The jail if it starts here; else isolation "user" (as root); else JailUnavailable naming both problems.
+    Only the platform adapters choose this way: everywhere else the jail is required.
+    """
+    try:
+        return jail.require("jail")
+    except jail.JailUnavailable as no_jail:
+        try:
+            return jail.require("user")
+        except jail.JailUnavailable as no_user:
+            raise jail.JailUnavailable(f"{no_jail}\n{no_user}") from None
+
+
+def find_submission(folder):
+    """
+    The submission in the platform's submission folder: the folder itself when the
+    student uploaded the zip's files (or the platform unpacked the zip), else the one
+    .zip in it.
+
+    Raises NoSubmission, saying what to upload, when there is neither.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NoSubmission(f"No submission folder ({folder}). Upload the .zip that the notebook's last cell made.")
+    if holds_submission(find_submission_root(folder)):
+        return folder
+    zips = sorted(p for p in folder.rglob("*.zip") if p.is_file())
+    if len(zips) == 1:
+        return zips[0]
+    found = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "nothing"
+    raise NoSubmission(f"No submission found: expected the .zip that the notebook's last cell made (or the files in "
+                       f"it: models/ and exercise_code/), got {found}" +
+                       (" (several .zip files: upload only one)" if zips else "") + ".")
+
+
+def grade_one(submission_folder, test_csv, *, name, settings, isolation):
+    """
+    Grade the one submission of a platform's submission folder.
+
+    Inputs:
+    - submission_folder: The platform's folder of the student's files
+    - test_csv: The hidden test CSV (root's alone)
+    - name: The submission's name in the result (the student's id or email)
+    - settings: Dict from read_settings
+    - isolation: From choose_isolation
+
+    Returns:
+    - The result, as results.Result.to_json() (Gradescope's results.json shape)
+
+    Raises NoSubmission when there is nothing to grade, GradingConfigError when the
+    grader cannot start (a readable secret, for one).
+    """
+    source = find_submission(submission_folder)
+    out = Path(tempfile.mkdtemp(prefix="platform-results-"))   # root's alone (0700)
+    try:
+        [result] = grade(submissions={name: source}, test_data=test_csv, out_dir=out, isolation=isolation,
+                         timeout_s=settings["timeout_s"], memory_mb=settings["memory_mb"],
+                         max_points=settings["max_points"], full_points_at=settings["full_points_at"],
+                         zero_points_at=settings["zero_points_at"])
+        return result
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def crash_message(error):
+    """What a student reads when the grader itself failed (never their fault), and our traceback for the log."""
+    details = "".join(traceback.format_exception(error))[-CRASH_TRACEBACK_CHARS:]
+    return ("The grader failed on its side, so this submission was not graded (this is not a problem with your "
+            "work). Please submit again later; if it happens again, tell your instructor."), details
+
+
+def write_json(path, data):
+    """Write data as JSON to path atomically (a reader sees the old file or the whole new one), root's alone."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1, allow_nan=False)
+    os.replace(temporary, path)
