@@ -25,17 +25,19 @@ import torch
 from tqdm import tqdm
 
 from . import cluster
+from . import jail
 from .jail import DESCRIPTIONS, Limits
 from .pipeline import Context, finish, grader_failed
 from .points import PointsRule
 from .results import read_result, write_gradebook, write_json_atomic
 from .sandbox import IsolationError, detect_isolation, exposed_paths
-from .trusted import DataFormatError, file_sha256, pixels_to_unit, read_keypoints_csv
+from .trusted import PACKAGE, DataFormatError, file_sha256, pixels_to_unit, read_keypoints_csv
 from .unpack import find_submission_root, holds_submission, submission_sha256
 
 # The instructors' hidden test zip, by name: its SHA-256 (kept out of the student package).
 HIDDEN_TEST_SHA256 = {"facial_keypoints_test.zip": "e09ca5ca7d6cbe85bb94d02027b081dfc679714e90a2fc11f115fdcf7c45ffb8"}
 RESULTS_VERSION = 1   # bump when a change of the grader should regrade everything
+GRADER_FILES = (Path(__file__).parent, PACKAGE)   # the grader and the solved exercise_code it trusts
 
 
 class GradingConfigError(ValueError):
@@ -63,7 +65,9 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
     - shard: "K/N" grades only the K-th of N equal shares of the submissions (for several machines);
       "auto" reads K and N from a Slurm job array or a Kubernetes indexed job (see _select_shard)
     - isolation: "jail" (bubblewrap, see grader/jail.py; "auto" is the same) or, only when asked for by name,
-      "none": the students' code then runs unjailed and could read the hidden test file
+      "user" (as root, in a platform's container where the jail cannot start: the code runs as another uid,
+      and the hidden data, out_dir and the grader must be root's alone) or "none": the students' code then
+      runs unjailed and could read the hidden test file
     - scratch_dir: Where scratch folders go (default: the system's temporary folder)
     - progress: Show a progress bar on stderr
     - scheduler: Address of a running Dask scheduler ("tls://host:8786"): the submissions are graded
@@ -127,6 +131,7 @@ def _grade_all(todo, results, data, out_dir, settings, jobs, scheduler, scratch_
         images = run_dir / "images.npy"
         np.save(images, data.images)                        # images only: the labels stay in this process
         images.chmod(0o644)                                 # the worker's unprivileged user reads it
+        run_dir.chmod(0o711)                                # and may pass through, never list (isolation "user")
         targets = pixels_to_unit(torch.from_numpy(data.keypoints)).numpy()   # (N, 15, 2), as the dataset
         context = Context(images=images, count=len(targets), targets=targets, scratch=run_dir, **settings)
         sources = {name: (source, digest) for name, source, digest in todo}
@@ -268,9 +273,15 @@ def _writable_dir(out_dir):
 
 
 def _keep_private(isolation, **paths):
-    """Refuse to run if the jail would show the worker the hidden labels or the results."""
+    """Refuse to run if the worker could read the hidden labels or the results: in the jail, if they are
+    in a folder it shows; as another user ("user"), if a stranger's uid can read them or the grader's
+    own files (the solutions among them), tried for real."""
     for exposed in map(Path, exposed_paths(isolation)):
         for what, path in paths.items():
             if path.is_relative_to(exposed.resolve()):
                 raise GradingConfigError(f"{path} ({what}) is inside {exposed}, which the worker can read. "
                                          "Move it elsewhere.")
+    if isolation == "user":
+        problem = jail.unreadable_problem([*paths.values(), *GRADER_FILES])
+        if problem:
+            raise GradingConfigError(f"Isolation 'user' keeps secrets by file modes alone, and {problem}.")

@@ -21,13 +21,24 @@ worker of `python -m grader` (grader/sandbox.py), the check worker
   wall-clock kill, and death with its parent.
 
 If the jail cannot start, `require("jail")` raises JailUnavailable saying what
-to install: callers refuse to run rather than run the code unjailed. The only
-way to run student code without it is to ask for isolation "none" by name.
+to install: callers refuse to run rather than run the code unjailed. Two other
+isolations exist, and each is only ever used when asked for by name:
+
+- "user", for the model grader inside a platform's container (Gradescope,
+  PrairieLearn), where Docker's seccomp profile stops the jail: the grader runs
+  as root, and the student's code as a fresh unprivileged uid with the same
+  rlimits, wall-clock kill and seccomp-free no_new_privs, and every process of
+  that uid is killed afterwards (kill_uid). Files are what keeps the secrets:
+  the grader refuses to start unless a stranger's uid, tried for real, cannot
+  read the hidden data, the results or the grader's own files (unreadable).
+  It does not hide the network or the process list.
+- "none": no isolation at all.
 """
 import ctypes
 import ctypes.util
 import errno
 import functools
+import json
 import os
 import resource
 import secrets
@@ -38,10 +49,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ISOLATIONS = ("jail", "none")
+ISOLATIONS = ("jail", "user", "none")
+KERNEL_ISOLATIONS = ("jail", "none")   # notebooks and their checks: "user" is for the model grader only
 DESCRIPTIONS = {
     "jail": "bubblewrap: no network, no other processes, only the system, Python and the files it needs "
             "(read-only), a fresh unprivileged uid, seccomp, rlimits and a wall-clock kill",
+    "user": "a fresh unprivileged uid (asked for by name, for platform containers where the jail cannot start): "
+            "rlimits, a wall-clock kill, every process of the uid killed after it, and the hidden data, the results "
+            "and the grader readable by root only (tried before grading); it shares the network and sees processes",
     "none": "NO isolation (asked for by name): the code runs as the grader's user and can read and write "
             "whatever that user can, the hidden test data included",
 }
@@ -144,15 +159,80 @@ def jail_command(argv, *, limits, chdir, read_only=(), writable=(), env=None, ui
     for name, value in {**BASE_ENV, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                         "OPENBLAS_NUM_THREADS": threads, **(env or {})}.items():
         args += ["--setenv", name, str(value)]
-    args += ["--", shutil.which("timeout") or "/usr/bin/timeout", "--signal=KILL", f"{limits.timeout_s:g}",
-             shutil.which("prlimit") or "/usr/bin/prlimit", f"--as={limits.memory_mb * 2 ** 20}",
-             f"--cpu={limits.cpu_seconds()}:{limits.cpu_seconds() + 5}", f"--fsize={limits.file_mb * 2 ** 20}",
-             f"--nproc={limits.processes}", "--core=0", "--"]
-    if as_root:
-        uid = uid if uid is not None else new_uid()
-        args += [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-                 "--inh-caps=-all", "--bounding-set=-all", "--"]
-    return args + list(argv)
+    args.append("--")
+    return args + limited_command(argv, limits=limits, uid=(uid if uid is not None else new_uid()) if as_root else None)
+
+
+def limited_command(argv, *, limits, uid=None):
+    """
+    argv under a wall-clock kill and rlimits, and, given a uid (as root), as that
+    uid with no groups, no capabilities and no_new_privs. Inside the jail, and
+    alone for isolation "user".
+
+    Returns:
+    - List of strings: timeout ... prlimit ... [setpriv ...] -- argv
+    """
+    args = [shutil.which("timeout") or "/usr/bin/timeout", "--signal=KILL", f"{limits.timeout_s:g}",
+            shutil.which("prlimit") or "/usr/bin/prlimit", f"--as={limits.memory_mb * 2 ** 20}",
+            f"--cpu={limits.cpu_seconds()}:{limits.cpu_seconds() + 5}", f"--fsize={limits.file_mb * 2 ** 20}",
+            f"--nproc={limits.processes}", "--core=0", "--"]
+    return args + (as_uid(uid) if uid is not None else []) + list(argv)
+
+
+def as_uid(uid):
+    """The command prefix (setpriv, as root) that runs what follows as uid, with no groups or capabilities."""
+    return [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+
+
+KILL_ALL = "import os\ntry:\n    os.kill(-1, 9)\nexcept ProcessLookupError:\n    pass\n"
+
+
+def kill_uid(uid):
+    """
+    Kill every process of a uid (isolation "user"): what the student's code left
+    running, in the background or in a session of its own. A process of that uid
+    sends SIGKILL to -1, which the kernel delivers to every process it may signal,
+    all of that uid's, atomically (no fork can slip past it), but not itself.
+    """
+    subprocess.run(as_uid(uid) + [sys.executable, "-I", "-S", "-c", KILL_ALL], stdin=subprocess.DEVNULL,
+                   capture_output=True, timeout=30, check=False)
+
+
+def unreadable_problem(paths):
+    """
+    Isolation "user": None when a fresh uid, tried for real, can neither read nor
+    list any of paths, nor anything under them (files and folders, found by root,
+    so a file in a folder it may pass through but not list counts too); else a
+    message naming what it could read and how to close it.
+    """
+    found = []
+    for top in map(Path, paths):
+        found.append(top)
+        if top.is_dir() and not top.is_symlink():
+            found += [Path(here) / name for here, dirs, files in os.walk(top) for name in dirs + files]
+    probe = ("import json, os, sys\nreadable = []\n"
+             "for path in json.load(sys.stdin):\n"
+             "    try:\n"
+             "        os.listdir(path) if os.path.isdir(path) else open(path, 'rb').close()\n"
+             "        readable.append(path)\n"
+             "    except OSError:\n"
+             "        pass\n"
+             "print(json.dumps(readable))\n")
+    uid = new_uid()
+    try:
+        run = subprocess.run(as_uid(uid) + [sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True,
+                             input=json.dumps([str(p) for p in found]), timeout=120, check=False, cwd="/")
+    finally:
+        kill_uid(uid)
+    if run.returncode != 0:
+        return f"the check that a stranger cannot read them failed: {run.stderr.strip()[-300:]}"
+    readable = json.loads(run.stdout)
+    if readable:
+        shown = ", ".join(readable[:5]) + (f" and {len(readable) - 5} more" if len(readable) > 5 else "")
+        return (f"an unprivileged user can read {shown}. Make them root's alone (chmod -R go= on their folders; "
+                "the platform adapters do this)")
+    return None
 
 
 def apply_limits(limits):
@@ -279,6 +359,10 @@ def require(isolation):
         problem = _probe()
         if problem:
             raise JailUnavailable(f"The jail for student code cannot start: {problem}. {INSTALL_HINT}")
+    if isolation == "user":
+        problem = _user_probe()
+        if problem:
+            raise JailUnavailable(f"Isolation 'user' cannot start: {problem}")
     return isolation
 
 
@@ -310,6 +394,27 @@ def _probe():
         return "the jailed process still ran as root"
     if net != "none":
         return "the jailed process reached the network"
+    return None
+
+
+@functools.cache
+def _user_probe():
+    """None if a Python started as a fresh uid runs as that uid; else what went wrong."""
+    if os.geteuid() != 0:
+        return ("it needs the grader to run as root, as it does in Gradescope's and PrairieLearn's containers, "
+                "so that the student's code can run as another user")
+    missing = [tool for tool in ("timeout", "prlimit", "setpriv") if not shutil.which(tool)]
+    if missing:
+        return f"{', '.join(missing)} not found (Debian package util-linux, coreutils)"
+    uid = new_uid()
+    command = limited_command([sys.executable, "-I", "-c", "import os; print(os.getuid())"],
+                              limits=Limits(timeout_s=30, memory_mb=1024), uid=uid)
+    try:
+        run = subprocess.run(command, capture_output=True, text=True, timeout=40, stdin=subprocess.DEVNULL, cwd="/")
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    if run.returncode != 0 or run.stdout.strip() != str(uid):
+        return f"a process could not become uid {uid}: {(run.stderr.strip() or run.stdout.strip())[-300:]}"
     return None
 
 

@@ -58,7 +58,7 @@ FOLDER_PREFIX = "fkj-"
 class StudentCodeIsolation(Configurable):
     """The one isolation setting for every step of autograde that runs student code."""
 
-    isolation = Enum(jail.ISOLATIONS, default_value="jail", help=(
+    isolation = Enum(jail.KERNEL_ISOLATIONS, default_value="jail", help=(
         "How student code runs during autograde. "
         + " ".join(f"{name!r}: {text}." for name, text in jail.DESCRIPTIONS.items())
         + " If the jail cannot start, autograde refuses to run; 'none' is never chosen for you.")

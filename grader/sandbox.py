@@ -7,6 +7,12 @@ images (no labels) read-only, its own writable work folder, and nothing else:
 no network, no other process, no hidden data, no results. It runs as a fresh
 unprivileged uid under rlimits and a wall-clock kill (see grader/jail.py).
 
+Isolation "user" (asked for by name, by the platform adapters, where the jail
+cannot start) runs the same worker, copied beside its work folder, as a fresh
+uid under the same limits; what the worker may read is then decided by file
+modes: its own work folder and submission (that uid's alone), the test images,
+and whatever else on the machine anyone may read. api.grade first checks, by
+trying, that the hidden data, the results and the grader are root's alone.
 Isolation "none" (only when asked for by name) runs the same worker with the
 limits and a scratch folder but without the jail: it could read every file the
 grader's user can read, the hidden test file included. Every result records
@@ -14,6 +20,7 @@ which isolation was in force.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,8 +57,9 @@ class WorkerRun:
 
 
 def exposed_paths(isolation):
-    """The host paths the jail shows to every worker besides its own files: none without a jail."""
-    return [] if isolation == "none" else ["/usr", *jail.python_paths()]
+    """The host paths the jail shows to every worker besides its own files: none without a jail
+    (for "user", files are private by their modes, see jail.unreadable_problem)."""
+    return ["/usr", *jail.python_paths()] if isolation == "jail" else []
 
 
 def run_worker(*, submission_root, images, scratch, limits, isolation):
@@ -63,14 +71,23 @@ def run_worker(*, submission_root, images, scratch, limits, isolation):
     - images: A uint8 .npy file of shape (N, 96, 96), the test images (no labels)
     - scratch: An empty folder this run may use
     - limits: jail.Limits
-    - isolation: "jail" or "none" (checked by detect_isolation)
+    - isolation: "jail", "user" or "none" (checked by detect_isolation)
 
     Returns:
     - WorkerRun
     """
-    jailed = isolation == "jail"
+    jailed, as_user = isolation == "jail", isolation == "user"
     scratch, work = Path(scratch), Path(scratch) / "work"
     (work / "tmp").mkdir(parents=True)
+    uid = jail.new_uid() if jailed or as_user else None
+    worker = scratch / WORKER.name   # a copy: the grader's own folder may be root's alone (on a platform)
+    shutil.copyfile(WORKER, worker)
+    worker.chmod(0o644)
+    if as_user:   # scratch stays root's: the uid may pass through it, not list it or change it
+        scratch.chmod(0o711)
+        for private in (work, submission_root):   # that uid's alone: another student's uid cannot read them
+            jail.give_to(private, uid)
+            private.chmod(0o700)
     env = {**jail.BASE_ENV, "HOME": str(work), "TMPDIR": str(work / "tmp"), "MPLCONFIGDIR": str(work / "tmp"),
            "OMP_NUM_THREADS": str(limits.threads), "MKL_NUM_THREADS": str(limits.threads)}
     stage_read, stage_write = os.pipe()   # stages go through a pipe: what our code wrote cannot be taken back
@@ -79,38 +96,44 @@ def run_worker(*, submission_root, images, scratch, limits, isolation):
         with ExitStack() as ours:   # our copies of what the worker inherits, closed once it holds them
             ours.callback(os.close, stage_write)
             # Beside work, not in it: the jail shows work only, so these cannot be swapped for links elsewhere.
-            files = {name: ours.enter_context(open(scratch / name, "wb")) for name in ("result", "stdout", "stderr")}
+            files = {name: ours.enter_context(open(scratch / name, "wb", opener=_private))
+                     for name in ("result", "stdout", "stderr")}
             spec = {"result_fd": files["result"].fileno(), "stage_fd": stage_write, "threads": limits.threads,
                     "batch_size": 64, "submission": str(submission_root), "images": str(images),
                     "model_entry": MODEL_ENTRY}
-            command = [sys.executable, "-I", "-B", str(WORKER), json.dumps(spec)]
+            command = [sys.executable, "-I", "-B", str(worker), json.dumps(spec)]
             inherited = (stage_write, spec["result_fd"])
             if jailed:
                 seccomp = jail.seccomp_fd()
                 ours.callback(os.close, seccomp)
                 inherited += (seccomp,)
-                uid = jail.new_uid()
                 jail.give_to(work, uid)
                 command = jail.jail_command(command, limits=limits, chdir=work, writable=[work], uid=uid,
-                                            read_only=[submission_root, images, WORKER], seccomp_fd=seccomp)
+                                            read_only=[submission_root, images, worker], seccomp_fd=seccomp)
+            elif as_user:
+                command = jail.limited_command(command, limits=limits, uid=uid)
             start = time.perf_counter()
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=files["stdout"], stderr=files["stderr"],
                 pass_fds=inherited, env=env, cwd=work,
                 start_new_session=True,   # one process group: a timeout kills all of it
-                preexec_fn=None if jailed else lambda: jail.apply_limits(limits))   # in the jail, prlimit sets them
-        timed_out = _wait(process, limits.timeout_s)
+                preexec_fn=None if uid is not None else lambda: jail.apply_limits(limits))   # else prlimit does
+        try:
+            timed_out = _wait(process, limits.timeout_s)
+        finally:
+            if as_user:   # what it left running in a session of its own, which the process group kill missed
+                jail.kill_uid(uid)
         stages = _stages(_drain(stage_pipe))
     return WorkerRun(report=_report(_head(scratch / "result", RESULT_CAP)), stage=stages[-1] if stages else None,
                      student_code_ran="import" in stages, seconds=time.perf_counter() - start, timed_out=timed_out,
-                     exit_code=process.returncode, signal_name=_signal_name(process.returncode, jailed),
+                     exit_code=process.returncode, signal_name=_signal_name(process.returncode, uid is not None),
                      stderr=_tail(scratch / "stderr"), stdout=_tail(scratch / "stdout"))
 
 
 def detect_isolation(choice="jail"):
     """
     The isolation to grade with: "jail" ("auto" is the same) after checking that
-    the jail starts here, or "none" when asked for by name. Never falls back:
+    the jail starts here, or "user" or "none" when asked for by name. Never falls back:
     raises IsolationError, saying what to install, when the jail cannot start.
     """
     choice = "jail" if choice == "auto" else choice
@@ -133,6 +156,11 @@ def _wait(process, timeout_s):
         except ProcessLookupError:
             pass
         process.wait()
+
+
+def _private(path, flags):
+    """open()'s opener for the files the worker writes through its descriptors: root's alone."""
+    return os.open(path, flags, 0o600)
 
 
 def _report(data):
@@ -187,11 +215,11 @@ def _tail(path):
         return f.read(TAIL_BYTES).decode("utf-8", "replace")
 
 
-def _signal_name(code, jailed):
-    """The signal that ended the student's process: -N from Popen, 128+N through bwrap and timeout."""
+def _signal_name(code, wrapped):
+    """The signal that ended the student's process: -N from Popen, 128+N through `timeout` (jail and user)."""
     if code is None or code == 0:
         return None
-    number = -code if code < 0 else code - 128 if jailed and code > 128 else None
+    number = -code if code < 0 else code - 128 if wrapped and code > 128 else None
     try:
         return signal.Signals(number).name if number else None
     except ValueError:
