@@ -7,13 +7,19 @@ defaults it reads from the function itself:
     python -m grader merge RESULTS_DIR... --out DIR [--force]
     python -m grader release [--check]
     python -m grader bundle [--out ZIP]
+    python -m grader gradescope build --test-data PATH --out ZIP [--score-visibility WHEN]
+    python -m grader gradescope run [--root /autograder]
+    python -m grader prairielearn build --test-data PATH --out DIR [--image NAME]
+    python -m grader prairielearn run [--root /grade]
     python -m grader canvas EXPORT.csv --column NAME --grades RESULTS_DIR_OR_NBGRADER_CSV --out FILLED.csv
     python -m grader moodle WORKSHEET.csv --grades RESULTS_DIR_OR_NBGRADER_CSV --out FILLED.csv [--feedback]
 
 grade and merge are grader.api.grade and grader.results.merge_results; autograde is
 grader.class_autograde.autograde_class; release is
 grader.release.write_student_files (or drifted_files, with --check); bundle is
-grader.bundle.build_bundle; canvas and moodle are grader.platforms.canvas.fill_canvas and
+grader.bundle.build_bundle; gradescope is grader.platforms.gradescope (build_autograder
+and run); prairielearn is grader.platforms.prairielearn (build_question
+and run); canvas and moodle are grader.platforms.canvas.fill_canvas and
 grader.platforms.moodle.fill_moodle. Without a verb, `python -m grader SUBMISSION...` grades.
 
 Exit status: 0 when the verb did its work (a graded batch, whatever the submissions
@@ -83,13 +89,7 @@ def add_grade(verbs):
                         help="memory (address space) one submission's code may use (default %(default)s)")
     parser.add_argument("--force", action="store_true", default=defaults["force"],
                         help="grade again submissions already graded in DIR")
-    parser.add_argument("--max-points", type=float, default=defaults["max_points"],
-                        help="points for a full score (default %(default)s)")
-    parser.add_argument("--full-points-at", type=float, default=defaults["full_points_at"], metavar="SCORE",
-                        help="raw score 1/(2*MSE) that earns full points (default %(default)s, as in I2DL)")
-    parser.add_argument("--zero-points-at", type=float, default=defaults["zero_points_at"], metavar="SCORE",
-                        help="give partial points, rising linearly from 0 at this raw score to full points "
-                             "(default: none, all or nothing)")
+    _add_points_options(parser, defaults)
     parser.add_argument("--shard", default=defaults["shard"], metavar="K/N",
                         help="grade only the K-th of N shares of the submissions (one share per machine); "
                              "auto: this task's share of a Slurm job array or a Kubernetes indexed Job")
@@ -117,6 +117,17 @@ def run_grade(args):
         print(f"warning: {warning.message}", file=sys.stderr)
     _print_batch(results, args.out, time.perf_counter() - start)
     return 0
+
+
+def _add_points_options(parser, defaults):
+    """The PointsRule's options (grader/points.py), for grade and the platform builders."""
+    parser.add_argument("--max-points", type=float, default=defaults["max_points"],
+                        help="points for a full score (default %(default)s)")
+    parser.add_argument("--full-points-at", type=float, default=defaults["full_points_at"], metavar="SCORE",
+                        help="raw score 1/(2*MSE) that earns full points (default %(default)s, as in I2DL)")
+    parser.add_argument("--zero-points-at", type=float, default=defaults["zero_points_at"], metavar="SCORE",
+                        help="give partial points, rising linearly from 0 at this raw score to full points "
+                             "(default: none, all or nothing)")
 
 
 def add_merge(verbs):
@@ -249,6 +260,101 @@ def run_autograde(args):
     return 0
 
 
+def add_gradescope(verbs):
+    from .platforms.gradescope import VISIBILITY, build_autograder
+
+    defaults = build_autograder.__kwdefaults__
+    parser = verbs.add_parser("gradescope", help="build Gradescope's autograder zip; grade inside Gradescope",
+                              description="Gradescope programming assignments (see the README's Gradescope section).")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = actions.add_parser("build", help="write the autograder zip to upload (it holds the hidden test split)")
+    build.add_argument("--test-data", required=True, metavar="PATH",
+                       help="the hidden test CSV, or the folder holding test.csv")
+    build.add_argument("--out", required=True, metavar="ZIP", help="the zip to write")
+    build.add_argument("--timeout", type=float, default=defaults["timeout_s"], metavar="S",
+                       help="seconds the student's code may run (default %(default)s)")
+    build.add_argument("--memory-mb", type=int, default=defaults["memory_mb"], metavar="MB",
+                       help="memory for the student's code; keep it below the container's (default %(default)s)")
+    _add_points_options(build, defaults)
+    build.add_argument("--score-visibility", choices=VISIBILITY, default=defaults["score_visibility"],
+                       help="when students see their score on the hidden split (default %(default)s); the checks "
+                            "of their upload are always shown at once")
+    run = actions.add_parser("run", help="grade the submission in Gradescope's container (run_autograder calls it)")
+    run.add_argument("--root", default="/autograder", help="Gradescope's folder (default %(default)s)")
+    parser.set_defaults(run=run_gradescope)
+
+
+def run_gradescope(args):
+    from .platforms import gradescope
+
+    if args.action == "run":
+        data = gradescope.run(args.root)
+        print(f"Wrote {Path(args.root) / 'results' / 'results.json'}: score {data['score']}.")
+        return 0
+    try:
+        out, count = gradescope.build_autograder(
+            test_data=args.test_data, out=args.out, timeout_s=args.timeout, memory_mb=args.memory_mb,
+            max_points=args.max_points, full_points_at=args.full_points_at, zero_points_at=args.zero_points_at,
+            score_visibility=args.score_visibility)
+    except GradingConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Wrote {out} ({count} files, {out.stat().st_size / 1e6:.1f} MB): upload it as the autograder of a "
+          f"programming assignment worth {args.max_points:g} points. It holds the hidden test split: keep it private.")
+    return 0
+
+
+def add_prairielearn(verbs):
+    from .platforms.prairielearn import build_question
+
+    defaults = build_question.__kwdefaults__
+    parser = verbs.add_parser("prairielearn", help="build PrairieLearn's grader image and server files; grade inside "
+                                                   "PrairieLearn",
+                              description="PrairieLearn external grading (see the README's PrairieLearn section).")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = actions.add_parser("build", help="write the image's Dockerfile, the course's serverFilesCourse/ (it holds "
+                                             "the hidden test split) and an example question")
+    build.add_argument("--test-data", required=True, metavar="PATH",
+                       help="the hidden test CSV, or the folder holding test.csv")
+    build.add_argument("--out", required=True, metavar="DIR",
+                       help="the folder to write (a new one, or an earlier build)")
+    build.add_argument("--timeout", type=float, default=defaults["timeout_s"], metavar="S",
+                       help="seconds the student's code may run (default %(default)s; the container gets 90 s more, "
+                            "at most 600 in all)")
+    build.add_argument("--memory-mb", type=int, default=defaults["memory_mb"], metavar="MB",
+                       help="memory for the student's code; keep it below the container's 2 GiB (default %(default)s)")
+    _add_points_options(build, defaults)
+    build.add_argument("--image", default=defaults["image"], metavar="NAME",
+                       help="the image's name on Docker Hub, written into info.json (default %(default)s)")
+    run = actions.add_parser("run", help="grade the submission in PrairieLearn's container (the image's entrypoint "
+                                         "calls it)")
+    run.add_argument("--root", default="/grade", help="PrairieLearn's folder (default %(default)s)")
+    parser.set_defaults(run=run_prairielearn)
+
+
+def run_prairielearn(args):
+    from .platforms import prairielearn
+
+    if args.action == "run":
+        data = prairielearn.run(args.root)
+        print(f"Wrote {Path(args.root) / 'results' / 'results.json'}: score {data['score']:.4f}"
+              f"{'' if data['gradable'] else ', not gradable'}.")
+        return 0
+    try:
+        out, timeout = prairielearn.build_question(
+            test_data=args.test_data, out=args.out, timeout_s=args.timeout, memory_mb=args.memory_mb,
+            max_points=args.max_points, full_points_at=args.full_points_at, zero_points_at=args.zero_points_at,
+            image=args.image)
+    except GradingConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Wrote {out}: image/ (docker buildx build --platform linux/amd64 -t {args.image} --push {out / 'image'}), "
+          f"serverFilesCourse/{prairielearn.PACK_FOLDER}/ (it holds the hidden test split and the solutions: copy it "
+          f"into the course repository, never into the image) and questions/{prairielearn.QUESTION_FOLDER}/ "
+          f"(info.json with a container timeout of {timeout} s, question.html).")
+    return 0
+
+
 def add_canvas(verbs):
     from .platforms.canvas import fill_canvas   # imported here, as each platform's verb
 
@@ -343,7 +449,8 @@ def _run_fill(fill, what, how_to_import, **kwargs):
 
 
 VERBS = {"grade": add_grade, "autograde": add_autograde, "merge": add_merge, "release": add_release,
-         "bundle": add_bundle, "canvas": add_canvas, "moodle": add_moodle}
+         "bundle": add_bundle, "gradescope": add_gradescope,
+         "prairielearn": add_prairielearn, "canvas": add_canvas, "moodle": add_moodle}
 
 
 def _print_batch(results, out_dir, seconds):

@@ -1,0 +1,188 @@
+"""
+Gradescope: the autograder zip an instructor uploads, and what runs inside it.
+
+    python -m grader gradescope build --test-data PATH --out autograder.zip   # on the instructor's machine
+    python -m grader gradescope run --root /autograder                        # in Gradescope's container
+
+build_autograder writes the zip with setup.sh and run_autograder at its root (as
+Gradescope requires), the runtime requirements, the grader (with the solved
+exercise_code it trusts), the hidden test split and the grading settings.
+Gradescope unpacks it to /autograder/source, and for each submission runs
+run_autograder as root, which calls run(). run grades /autograder/submission
+(the uploaded zip, or its files) and writes exactly one
+/autograder/results/results.json, checked against the schema
+(gradescope_results.py), also when the grader crashes; run_autograder writes a
+fallback when Python itself dies.
+
+What students see (chosen at build time, see VISIBILITY): the checks of their
+submission at once, so they can fix a broken upload before the deadline; the
+score on the hidden test split at once by default (as I2DL's own submission
+server shows it), or only after the due date / once grades are published
+(--score-visibility), which limits probing the test split with resubmissions.
+The grader's log (stdout) is for instructors only.
+"""
+import json
+import math
+import re
+import stat
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from ..api import GradingConfigError, test_csv_path
+from ..messages import TITLES
+from ..points import PointsRule
+from ..trusted import DataFormatError, read_keypoints_csv
+from .container import (SETTINGS_FILE, NoSubmission, choose_isolation, copy_pack, crash_message, grade_one,
+                        lock_down, read_settings, write_json)
+from .gradescope_results import check_results
+
+FILES = Path(__file__).with_name("files")
+RUNTIME_PACKAGES = ("numpy", "pandas", "matplotlib", "tqdm", "jsonschema")   # pinned from constraints.txt
+VISIBILITY = ("visible", "after_due_date", "after_published", "hidden")
+START_UP_S = 240   # beyond the worker's timeout: pip-less start, torch import, unpacking, the checks
+
+
+def build_autograder(*, test_data, out, timeout_s=120, memory_mb=1536, max_points=PointsRule.max_points,
+                     full_points_at=PointsRule.full_at, zero_points_at=PointsRule.zero_at,
+                     score_visibility="visible"):
+    """
+    Write Gradescope's autograder zip.
+
+    Inputs:
+    - test_data: The hidden test CSV, or the folder holding test.csv
+    - out: Path of the zip to write (replaced atomically)
+    - timeout_s, memory_mb: The limits of the student's code (as grader.api.grade); keep memory_mb
+      below the container's memory (Gradescope's settings), or the container dies with no result
+    - max_points, full_points_at, zero_points_at: The PointsRule; set the assignment's points on
+      Gradescope to max_points
+    - score_visibility: When students see the score row (one of VISIBILITY)
+
+    Returns:
+    - Path of the zip, and the number of its entries
+    """
+    if score_visibility not in VISIBILITY:
+        raise GradingConfigError(f"--score-visibility must be one of {', '.join(VISIBILITY)} "
+                                 f"(got {score_visibility!r})")
+    try:
+        PointsRule(max_points, full_points_at, zero_points_at)
+    except ValueError as error:
+        raise GradingConfigError(str(error)) from None
+    test_csv = test_csv_path(test_data)
+    try:
+        read_keypoints_csv(test_csv)   # refuse a broken file now, not in front of every student
+    except (DataFormatError, OSError) as error:
+        raise GradingConfigError(f"The hidden test file cannot be read: {error}") from None
+    settings = {"timeout_s": timeout_s, "memory_mb": memory_mb, "max_points": max_points,
+                "full_points_at": full_points_at, "zero_points_at": zero_points_at,
+                "score_visibility": score_visibility}
+    fallback = message_only(crash_message(RuntimeError("the grader was stopped"))[0] +
+                            " (It ran out of time or memory.)", elapsed_s=0)
+    check_results(fallback)
+    scripts = {"setup.sh": _template("gradescope_setup.sh", TORCH_VERSION=_pins()["torch"]),
+               "run_autograder": _template("gradescope_run_autograder", TIME_LIMIT_S=str(timeout_s + START_UP_S))}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as staging:
+        pack = copy_pack(Path(staging) / "pack")
+        partial = out.with_name(f".{out.name}.partial")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, text in scripts.items():   # executable, LF line endings (Gradescope runs dos2unix anyway)
+                _add(archive, name, text.encode(), 0o755)
+            _add(archive, "requirements.txt", "".join(f"{name}=={version}\n" for name, version in _pins().items()
+                                                      if name in RUNTIME_PACKAGES).encode())
+            _add(archive, SETTINGS_FILE, json.dumps(settings, indent=1).encode())
+            _add(archive, "fallback_results.json", json.dumps(fallback, indent=1).encode())
+            archive.write(test_csv, "hidden/test.csv")
+            for path in sorted(pack.rglob("*")):
+                if path.is_file():
+                    archive.write(path, f"pack/{path.relative_to(pack).as_posix()}")
+            count = len(archive.namelist())
+        partial.replace(out)
+    return out, count
+
+
+def run(root="/autograder"):
+    """
+    Grade the submission in Gradescope's layout and write root/results/results.json, always.
+
+    Inputs:
+    - root: The /autograder folder (a setting, so that tests can lay one out anywhere): source/ (the
+      unpacked zip), submission/, submission_metadata.json, results/
+
+    Returns:
+    - The results.json written, as a dict
+    """
+    root, start = Path(root), time.monotonic()
+    source = root / "source"
+    try:
+        # Before any student code: the grader, the hidden data, the student's identity and the results
+        # are root's alone (the student's code runs as another user where the jail cannot start).
+        lock_down(source, root / "submission_metadata.json", root / "results")
+        settings = read_settings(source)
+        result = grade_one(root / "submission", source / "hidden" / "test.csv", name=student_name(root),
+                           settings=settings, isolation=choose_isolation())
+        data = with_visibility(result, settings["score_visibility"])
+        check_results(data)
+        print(f"Graded {result['extra_data']['submission']}: {result['score']} points "
+              f"(isolation {result['extra_data'].get('isolation')}).")
+    except NoSubmission as error:
+        data = message_only(str(error), time.monotonic() - start)
+    except Exception as error:   # ours, never the student's: the student reads that, the log has why
+        message, details = crash_message(error)
+        print(details, file=sys.stderr)
+        data = message_only(message, time.monotonic() - start)
+    write_json(root / "results" / "results.json", data)
+    return data
+
+
+def with_visibility(result, score_visibility):
+    """The pack's result (Gradescope's shape) with what students see: the checks at once, the score
+    row as chosen, the grader's log never."""
+    data = dict(result, visibility="visible", stdout_visibility="hidden")
+    data["tests"] = [dict(test, visibility=score_visibility if test["name"] == TITLES["score"] else "visible")
+                     for test in result["tests"]]
+    return data
+
+
+def message_only(text, elapsed_s):
+    """A results.json with no grade, only a message: nothing to grade, or a failure of ours."""
+    return {"score": 0.0, "execution_time": math.ceil(elapsed_s), "output": text, "visibility": "visible",
+            "stdout_visibility": "hidden", "tests": []}
+
+
+def student_name(root):
+    """The submitter's email or id, from submission_metadata.json ("submission" when it says neither)."""
+    try:
+        users = json.loads((Path(root) / "submission_metadata.json").read_text()).get("users") or []
+        user = users[0] if users and isinstance(users[0], dict) else {}
+        return str(user.get("email") or user.get("id") or "submission")
+    except (OSError, ValueError, AttributeError):
+        return "submission"
+
+
+def _pins():
+    """{package: version} of constraints.txt, the versions the pack is tested with."""
+    path = Path(__file__).parents[2] / "constraints.txt"
+    if not path.is_file():
+        raise GradingConfigError(f"{path} is not there: build the autograder zip from a clone of the pack")
+    text = path.read_text()
+    return dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, flags=re.M))
+
+
+def _template(name, **values):
+    text = (FILES / name).read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    return text
+
+
+def _add(archive, name, data, mode=0o644):
+    """A file entry with Unix permissions (zipfile's writestr would leave them out)."""
+    info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+    info.create_system, info.external_attr = 3, (stat.S_IFREG | mode) << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    archive.writestr(info, data)
+
