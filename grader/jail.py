@@ -354,7 +354,8 @@ def require(isolation):
     "none" is returned as it is: it is only ever used when asked for by name.
     """
     if isolation not in ISOLATIONS:
-        raise JailUnavailable(f"Unknown isolation {isolation!r}; choose {' or '.join(map(repr, ISOLATIONS))}")
+        raise JailUnavailable(f"Unknown isolation {isolation!r}; choose {', '.join(map(repr, ISOLATIONS[:-1]))} "
+                              f"or {ISOLATIONS[-1]!r}")
     if isolation == "jail":
         problem = _probe()
         if problem:

@@ -13,7 +13,7 @@ def test_auto_is_the_jail(jail):
 
 def test_unknown_isolation_is_refused():
     """Is a misspelt isolation level an error that lists the choices?"""
-    with pytest.raises(IsolationError, match="choose 'jail' or 'none'"):
+    with pytest.raises(IsolationError, match="choose 'jail', 'user' or 'none'"):
         detect_isolation("docker")
 
 
@@ -24,7 +24,8 @@ def jail_broken(monkeypatch):
 
 
 def test_auto_never_falls_back_to_none(jail_broken):
-    """Where the jail cannot start, does "auto" refuse with what to install, rather than run unjailed?"""
+    """Where the jail cannot start, does "auto" refuse with what to install, rather than run unjailed
+    (or as another user: only the platform adapters choose "user", and say so)?"""
     for choice in ("auto", "jail"):
         with pytest.raises(IsolationError, match="apt-get install bubblewrap"):
             detect_isolation(choice)
