@@ -168,8 +168,11 @@ def _pins():
     path = Path(__file__).parents[2] / "constraints.txt"
     if not path.is_file():
         raise GradingConfigError(f"{path} is not there: build the autograder zip from a clone of the pack")
-    text = path.read_text()
-    return dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, flags=re.M))
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", path.read_text(), flags=re.M))
+    missing = [name for name in ("torch", *RUNTIME_PACKAGES) if name not in pins]
+    if missing:
+        raise GradingConfigError(f"{path} pins no version of {', '.join(missing)}: add them (name==version)")
+    return pins
 
 
 def _template(name, **values):

@@ -17,7 +17,7 @@ import pytest
 
 from grader.cli import main
 from grader.messages import TITLES
-from grader.platforms.gradescope import student_name
+from grader.platforms.gradescope import RUNTIME_PACKAGES, student_name
 from grader.platforms.gradescope_results import check_results
 from grading_scenarios import patch_forward, valid_workspace, zip_folder
 
@@ -99,6 +99,7 @@ def test_the_zip_has_what_gradescope_needs(autograder_zip, hidden_subset):
         settings = json.loads(archive.read("settings.json"))
     assert "python3.11" in setup and "torch==" in setup and "download.pytorch.org/whl/cpu" in setup
     assert all("==" in line for line in requirements) and not any(r.startswith("torch") for r in requirements)
+    assert {line.split("==")[0] for line in requirements} == set(RUNTIME_PACKAGES)
     assert "pack/grader/platforms/gradescope.py" in names and "pack/grader/worker.py" in names
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
     assert settings["timeout_s"] == TIMEOUT_S and settings["score_visibility"] == "after_due_date"
