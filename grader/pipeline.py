@@ -173,6 +173,9 @@ def finish(name, source, outcome, context):
     passed, failure, grader_error = list(outcome.passed), outcome.failure, outcome.grader_error
     if failure is None:
         try:
+            if len(passed) != len(PREDICT_STEPS):   # a worker that did not run every step before the score
+                raise RuntimeError(f"the outcome sent back passed {len(passed)} of {len(PREDICT_STEPS)} steps "
+                                   "and failed none: a broken or forged worker")
             work.predictions = _sent_predictions(outcome.predictions, context.count)
             with _timer(work.timings, SCORE_STEP.timing):
                 passed.append(SCORE_STEP.run(work))

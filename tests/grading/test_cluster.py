@@ -260,20 +260,25 @@ def test_a_tls_scheduler_without_a_certificate_is_a_clear_error(tmp_path, hidden
 
 def test_predictions_a_worker_sends_are_checked_again_where_the_labels_are(tmp_path):
     """Does finish() refuse predictions that check_predictions would never pass (a broken or forged worker:
-    the wrong shape, NaN), with a "not your fault" result and no score, and score sane ones?"""
+    the wrong shape, NaN), or an outcome that skipped a check, with a "not your fault" result and no score,
+    and score sane ones?"""
     import numpy as np
 
     from grader.jail import Limits
-    from grader.pipeline import Context, Outcome, finish
+    from grader.pipeline import PREDICT_STEPS, Context, Outcome, finish
     from grader.points import PointsRule
 
     targets = np.zeros((4, 15, 2), dtype=np.float32)
     context = Context(images=tmp_path / "images.npy", count=4, scratch=tmp_path, limits=Limits(timeout_s=1, memory_mb=64),
                       isolation="jail", targets=targets, points=PointsRule(), key="k")
     forged = [np.zeros((3, 30), dtype=np.float32), np.full((4, 30), np.nan, dtype=np.float32), None]
-    for predictions in forged:
-        result = finish("s", tmp_path / "s.zip", Outcome(predictions=predictions), context).to_json()
+    every_step = ["passed"] * len(PREDICT_STEPS)
+    sent = [Outcome(passed=every_step, predictions=predictions) for predictions in forged]
+    sent.append(Outcome(passed=every_step[:-2], predictions=np.full((4, 30), 0.1, dtype=np.float32)))   # skipped two
+    for outcome in sent:
+        result = finish("s", tmp_path / "s.zip", outcome, context).to_json()
         assert result["extra_data"]["raw_score"] is None and result["score"] == 0
         assert "forged worker" in result["extra_data"]["grader_error"]
-    sane = finish("s", tmp_path / "s.zip", Outcome(predictions=np.full((4, 30), 0.1, dtype=np.float32)), context)
+    sane = finish("s", tmp_path / "s.zip", Outcome(passed=every_step, predictions=np.full((4, 30), 0.1,
+                                                                                          dtype=np.float32)), context)
     assert sane.to_json()["extra_data"]["raw_score"] == pytest.approx(1 / (2 * 0.01))
