@@ -11,7 +11,7 @@ export FACIAL_KEYPOINTS_SOURCE ?= ../shared/datasets/facial_keypoints.zip
 export FACIAL_KEYPOINTS_TEST_SOURCE ?= ../shared/datasets/facial_keypoints_test.zip
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test test-fast setup jail-deps clean
+.PHONY: demo test test-fast setup jail-deps browser-deps clean
 
 demo: setup
 	$(PY) solutions/end_to_end.py $(DEMO_ARGS)
@@ -26,7 +26,7 @@ test: setup
 test-fast: setup
 	$(VENV)/bin/pytest $(PARALLEL) -m "not slow"
 
-setup: jail-deps $(VENV)/.installed
+setup: jail-deps browser-deps $(VENV)/.installed
 
 # Student code is graded in a bubblewrap jail with a libseccomp filter (grader/jail.py), on Linux.
 JAIL_MISSING := $(if $(shell which bwrap 2>/dev/null),,bubblewrap) $(if $(wildcard /usr/lib/*/libseccomp.so.2),,libseccomp2)
@@ -36,6 +36,16 @@ ifneq ($(strip $(JAIL_MISSING)),)
 	@if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y bubblewrap libseccomp2; \
 	else echo "Grading needs $(strip $(JAIL_MISSING)): as root, run apt-get install $(strip $(JAIL_MISSING))"; exit 1; fi
 endif
+endif
+
+# The browser tests (tests/browser/) drive Debian's Chromium through Playwright: never `playwright install`,
+# which downloads browsers of its own. As root we install it with apt; elsewhere we say what to install (without
+# it those tests are skipped, but fail in CI).
+BROWSER_MISSING := $(if $(shell which chromium 2>/dev/null),,chromium) $(if $(shell which chromedriver 2>/dev/null),,chromium-driver)
+browser-deps:
+ifneq ($(strip $(BROWSER_MISSING)),)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update && apt-get install -y chromium chromium-driver; \
+	else echo "The browser tests need $(strip $(BROWSER_MISSING)): as root, run apt-get install $(strip $(BROWSER_MISSING))"; fi
 endif
 
 # torch goes in first, at its pin in constraints.txt: an unpinned torch would pull gigabytes of CUDA packages.
