@@ -81,8 +81,9 @@ def grade_tree(root, build, student_files=(), settings=None):
     return root
 
 
-def read_results(root):
-    """root/results/results.json, checked as PrairieLearn reads it; the dict."""
+def read_results(root, by_entrypoint=False):
+    """root/results/results.json, checked as PrairieLearn reads it; the dict. run() keeps results/ root's
+    alone; the entrypoint, once the student's code has ended, lets PrairieLearn's grader host read it."""
     path = Path(root) / "results" / "results.json"
     raw = path.read_bytes()
     assert len(raw) <= PL_RESULTS_LIMIT
@@ -94,7 +95,8 @@ def read_results(root):
         assert isinstance(test["points"], (int, float)) and isinstance(test["max_points"], (int, float))
         assert 0 <= test["points"] <= test["max_points"] or test["max_points"] == 0
         assert {"name", "description", "message", "output"} <= test.keys()
-    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    modes = (path.parent.stat().st_mode & 0o777, path.stat().st_mode & 0o777)
+    assert modes == ((0o755, 0o644) if by_entrypoint else (0o700, 0o600))
     return data
 
 
@@ -260,7 +262,7 @@ def test_entrypoint_script_grades_and_always_writes_a_result(build, submissions,
     run = subprocess.run([str(script)], env={**env, "GRADER_ROOT": str(root)}, capture_output=True, text=True,
                          timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    data = read_results(root)
+    data = read_results(root, by_entrypoint=True)
     assert data["gradable"] is True and data["score"] == 1.0
 
     dying = tmp_path / "dying-python"   # a Python killed by the out-of-memory killer writes nothing
@@ -275,7 +277,7 @@ def test_entrypoint_script_grades_and_always_writes_a_result(build, submissions,
                              env={**env, **extra, "GRADER_ROOT": str(root), "GRADER_PYTHON": str(python)})
         assert run.returncode == 0, run.stderr
         assert "wrote the fallback result" in run.stderr
-        data = read_results(root)
+        data = read_results(root, by_entrypoint=True)
         assert data["gradable"] is False and data["score"] == 0.0 and f"status {status}" in data["message"]
 
 
@@ -302,6 +304,6 @@ def test_entrypoint_without_the_jail_keeps_the_hidden_data_from_the_student(buil
                          timeout=600, cwd=tmp_path, env={"PATH": str(tools), "GRADER_ROOT": str(root),
                                                          "GRADER_PYTHON": VENV_PYTHON, "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stderr
-    data = read_results(root)
+    data = read_results(root, by_entrypoint=True)
     assert data["isolation"] == "user", data
     assert data["gradable"] is True and data["score"] == 1.0, data["message"]
