@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import torch
 from torch.utils.data import DataLoader
 
-from .keypoints import as_keypoint_array
+from .keypoints import as_keypoint_array, unit_to_pixels
 
 
 def keypoint_score(predicted, target):
@@ -34,6 +34,26 @@ def keypoint_score(predicted, target):
         raise ValueError("The predictions contain NaN or infinity")
     mse = torch.mean((predicted - target) ** 2).item()
     return 1.0 / (2.0 * mse) if mse > 0 else float("inf")
+
+
+def keypoint_errors(predicted, target):
+    """
+    The error of each keypoint in pixels, over all faces: the root mean squared
+    distance between predicted and true point. Aggregates only: one number per keypoint.
+
+    Inputs:
+    - predicted: Tensor of shape (N, 30) or (N, 15, 2), unit coordinates
+    - target: Tensor of the same shape, unit coordinates
+
+    Returns:
+    - errors: Tensor of shape (15,), float64, in pixels, in the order of KEYPOINT_NAMES
+    """
+    predicted = as_keypoint_array(predicted).to(torch.float64)
+    target = as_keypoint_array(target).to(torch.float64)
+    if predicted.shape != target.shape or len(target) == 0:
+        raise ValueError(f"{len(predicted)} predictions for {len(target)} targets")
+    squared_distance = ((unit_to_pixels(predicted) - unit_to_pixels(target)) ** 2).sum(dim=2)   # (N, 15)
+    return squared_distance.mean(dim=0).sqrt()
 
 
 @contextmanager

@@ -6,7 +6,8 @@ grade(): the one function that owns the grading boundary and its defaults.
                     out_dir="results", jobs=2)
 
 For each submission it writes out_dir/<name>.json (Gradescope's results.json
-shape, written atomically as soon as that submission is done), then rebuilds
+shape, written atomically as soon as that submission is done) and, when it was
+scored, out_dir/predictions/<name>.npy (for the class report), then rebuilds
 out_dir/grades.csv and out_dir/leaderboard.md from every result in out_dir. The
 command line (grader/cli.py) is a thin layer over this function.
 """
@@ -29,7 +30,7 @@ from . import jail
 from .jail import DESCRIPTIONS, Limits
 from .pipeline import Context, finish, grader_failed
 from .points import PointsRule
-from .results import read_result, write_gradebook, write_json_atomic
+from .results import PREDICTIONS, read_result, write_gradebook, write_json_atomic
 from .sandbox import IsolationError, detect_isolation, exposed_paths
 from .trusted import PACKAGE, DataFormatError, file_sha256, pixels_to_unit, read_keypoints_csv
 from .unpack import find_submission_root, holds_submission, submission_sha256
@@ -145,12 +146,30 @@ def _grade_all(todo, results, data, out_dir, settings, jobs, scheduler, scratch_
                     result = grader_failed(source, name, context, error)
                 result.extra["source_sha256"] = digest
                 results[name] = result
+                save_predictions(out_dir, name, outcome.predictions if result.scored else None)
                 write_json_atomic(out_dir / f"{name}.json", result)
                 bar.update()
     except cluster.ClusterError as error:
         raise GradingConfigError(str(error)) from None
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def save_predictions(out_dir, name, predictions):
+    """
+    Keep a scored submission's predictions on the hidden faces beside its result, for the
+    instructors' class report (out_dir/PREDICTIONS/<name>.npy, float32 (N, 30)); remove a stale
+    file when there are none. They are the model's outputs, not labels; students never get them.
+    """
+    path = out_dir / PREDICTIONS / f"{name}.npy"
+    if predictions is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "wb") as f:
+        np.save(f, np.asarray(predictions, dtype=np.float32).reshape(len(predictions), -1))
+    partial.replace(path)
 
 
 def find_submissions(paths):

@@ -13,6 +13,7 @@ defaults it reads from the function itself:
     python -m grader prairielearn run [--root /grade]
     python -m grader canvas EXPORT.csv --column NAME --grades RESULTS_DIR_OR_NBGRADER_CSV --out FILLED.csv
     python -m grader moodle WORKSHEET.csv --grades RESULTS_DIR_OR_NBGRADER_CSV --out FILLED.csv [--feedback]
+    python -m grader report RESULTS_DIR --test-data PATH --out REPORT.html [--submissions PATH...]
 
 grade and merge are grader.api.grade and grader.results.merge_results; autograde is
 grader.class_autograde.autograde_class; release is
@@ -20,7 +21,8 @@ grader.release.write_student_files (or drifted_files, with --check); bundle is
 grader.bundle.build_bundle; gradescope is grader.platforms.gradescope (build_autograder
 and run); prairielearn is grader.platforms.prairielearn (build_question
 and run); canvas and moodle are grader.platforms.canvas.fill_canvas and
-grader.platforms.moodle.fill_moodle. Without a verb, `python -m grader SUBMISSION...` grades.
+grader.platforms.moodle.fill_moodle; report is
+grader.report.build_report. Without a verb, `python -m grader SUBMISSION...` grades.
 
 Exit status: 0 when the verb did its work (a graded batch, whatever the submissions
 scored); 1 when release --check finds drifted files or the bundle cannot be built;
@@ -268,20 +270,36 @@ def add_gradescope(verbs):
                               description="Gradescope programming assignments (see the README's Gradescope section).")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = actions.add_parser("build", help="write the autograder zip to upload (it holds the hidden test split)")
-    build.add_argument("--test-data", required=True, metavar="PATH",
-                       help="the hidden test CSV, or the folder holding test.csv")
     build.add_argument("--out", required=True, metavar="ZIP", help="the zip to write")
-    build.add_argument("--timeout", type=float, default=defaults["timeout_s"], metavar="S",
-                       help="seconds the student's code may run (default %(default)s)")
-    build.add_argument("--memory-mb", type=int, default=defaults["memory_mb"], metavar="MB",
-                       help="memory for the student's code; keep it below the container's (default %(default)s)")
-    _add_points_options(build, defaults)
+    _add_platform_build_options(build, defaults, "keep it below the container's")
     build.add_argument("--score-visibility", choices=VISIBILITY, default=defaults["score_visibility"],
                        help="when students see their score on the hidden split (default %(default)s); the checks "
                             "of their upload are always shown at once")
     run = actions.add_parser("run", help="grade the submission in Gradescope's container (run_autograder calls it)")
     run.add_argument("--root", default="/autograder", help="Gradescope's folder (default %(default)s)")
     parser.set_defaults(run=run_gradescope)
+
+
+def _add_platform_build_options(build, defaults, container_note):
+    """What the platform builders share: the hidden data, the student's limits, the points rule."""
+    build.add_argument("--test-data", required=True, metavar="PATH",
+                       help="the hidden test CSV, or the folder holding test.csv")
+    build.add_argument("--timeout", type=float, default=defaults["timeout_s"], metavar="S",
+                       help="seconds the student's code may run (default %(default)s)")
+    build.add_argument("--memory-mb", type=int, default=defaults["memory_mb"], metavar="MB",
+                       help=f"memory for the student's code; {container_note} (default %(default)s)")
+    _add_points_options(build, defaults)
+
+
+def _platform_build(build, args, **extra):
+    """Call a platform builder with the shared options; (what it returned, None), or (None, 2) on a refusal."""
+    try:
+        return build(test_data=args.test_data, out=args.out, timeout_s=args.timeout, memory_mb=args.memory_mb,
+                     max_points=args.max_points, full_points_at=args.full_points_at,
+                     zero_points_at=args.zero_points_at, **extra), None
+    except GradingConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None, 2
 
 
 def run_gradescope(args):
@@ -291,14 +309,10 @@ def run_gradescope(args):
         data = gradescope.run(args.root)
         print(f"Wrote {Path(args.root) / 'results' / 'results.json'}: score {data['score']}.")
         return 0
-    try:
-        out, count = gradescope.build_autograder(
-            test_data=args.test_data, out=args.out, timeout_s=args.timeout, memory_mb=args.memory_mb,
-            max_points=args.max_points, full_points_at=args.full_points_at, zero_points_at=args.zero_points_at,
-            score_visibility=args.score_visibility)
-    except GradingConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    built, refused = _platform_build(gradescope.build_autograder, args, score_visibility=args.score_visibility)
+    if refused:
+        return refused
+    out, count = built
     print(f"Wrote {out} ({count} files, {out.stat().st_size / 1e6:.1f} MB): upload it as the autograder of a "
           f"programming assignment worth {args.max_points:g} points. It holds the hidden test split: keep it private.")
     return 0
@@ -314,16 +328,10 @@ def add_prairielearn(verbs):
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = actions.add_parser("build", help="write the image's Dockerfile, the course's serverFilesCourse/ (it holds "
                                              "the hidden test split) and an example question")
-    build.add_argument("--test-data", required=True, metavar="PATH",
-                       help="the hidden test CSV, or the folder holding test.csv")
     build.add_argument("--out", required=True, metavar="DIR",
                        help="the folder to write (a new one, or an earlier build)")
-    build.add_argument("--timeout", type=float, default=defaults["timeout_s"], metavar="S",
-                       help="seconds the student's code may run (default %(default)s; the container gets 90 s more, "
-                            "at most 600 in all)")
-    build.add_argument("--memory-mb", type=int, default=defaults["memory_mb"], metavar="MB",
-                       help="memory for the student's code; keep it below the container's 2 GiB (default %(default)s)")
-    _add_points_options(build, defaults)
+    _add_platform_build_options(build, defaults, "keep it below the container's 2 GiB; the container gets 90 s "
+                                                 "more than --timeout, at most 600 in all")
     build.add_argument("--image", default=defaults["image"], metavar="NAME",
                        help="the image's name on Docker Hub, written into info.json (default %(default)s)")
     run = actions.add_parser("run", help="grade the submission in PrairieLearn's container (the image's entrypoint "
@@ -340,14 +348,10 @@ def run_prairielearn(args):
         print(f"Wrote {Path(args.root) / 'results' / 'results.json'}: score {data['score']:.4f}"
               f"{'' if data['gradable'] else ', not gradable'}.")
         return 0
-    try:
-        out, timeout = prairielearn.build_question(
-            test_data=args.test_data, out=args.out, timeout_s=args.timeout, memory_mb=args.memory_mb,
-            max_points=args.max_points, full_points_at=args.full_points_at, zero_points_at=args.zero_points_at,
-            image=args.image)
-    except GradingConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    built, refused = _platform_build(prairielearn.build_question, args, image=args.image)
+    if refused:
+        return refused
+    out, timeout = built
     print(f"Wrote {out}: image/ (docker buildx build --platform linux/amd64 -t {args.image} --push {out / 'image'}), "
           f"serverFilesCourse/{prairielearn.PACK_FOLDER}/ (it holds the hidden test split and the solutions: copy it "
           f"into the course repository, never into the image) and questions/{prairielearn.QUESTION_FOLDER}/ "
@@ -448,9 +452,43 @@ def _run_fill(fill, what, how_to_import, **kwargs):
     return 0
 
 
+def add_report(verbs):
+    from .report import build_report   # imported here: it imports matplotlib
+
+    defaults = build_report.__kwdefaults__
+    parser = verbs.add_parser(
+        "report", help="write the class report, one HTML page for instructors",
+        description="Write the class report: one self-contained HTML page (no network, no JavaScript) with the "
+                    "score distribution, the checks that failed and why, the error of each keypoint, the best "
+                    "models on hidden faces, the isolation used, and submissions that are alike. For instructors "
+                    "only: it shows hidden test faces.")
+    parser.add_argument("results", metavar="RESULTS_DIR", help="the results folder of python -m grader grade")
+    parser.add_argument("--test-data", required=True, metavar="PATH",
+                        help="the hidden test CSV the results were graded on, or the folder holding test.csv")
+    parser.add_argument("--submissions", nargs="+", default=defaults["submissions"], metavar="PATH",
+                        help="the submissions as given to grade, to compare their model files and code "
+                             "(default: the paths the results recorded, where they still are)")
+    parser.add_argument("--out", required=True, metavar="REPORT.html", help="the page to write")
+    parser.set_defaults(run=run_report)
+
+
+def run_report(args):
+    from .report import ReportError, build_report
+
+    try:
+        out = build_report(results_dir=args.results, test_data=args.test_data, out=args.out,
+                           submissions=args.submissions)
+    except ReportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Wrote {out}: for instructors only (it shows hidden test faces); open it in a browser.")
+    return 0
+
+
 VERBS = {"grade": add_grade, "autograde": add_autograde, "merge": add_merge, "release": add_release,
          "bundle": add_bundle, "gradescope": add_gradescope,
-         "prairielearn": add_prairielearn, "canvas": add_canvas, "moodle": add_moodle}
+         "prairielearn": add_prairielearn, "canvas": add_canvas, "moodle": add_moodle,
+         "report": add_report}
 
 
 def _print_batch(results, out_dir, seconds):

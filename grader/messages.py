@@ -36,6 +36,9 @@ CODE_RAN = "Imported your exercise_code, built KeypointModel(hparams) and loaded
 PREDICTED = "Predicted all {n} test images in {seconds:.1f} s; shape {shape}, all finite."
 SCORE = ("Score 1/(2*MSE) = {raw_score:.2f} on {n} hidden test faces (MSE {mse:.5f} in unit coordinates): "
          "{points:g} of {max_points:g} points ({rule}).")
+KEYPOINT_TABLE = ("\n\nThe error of each keypoint, worst first: the root mean squared distance between your point "
+                  "and the true one, in pixels of the 96x96 face, over all {n} hidden faces:\n{rows}")
+KEYPOINT_ROW = "  {name:<28}{error:6.1f} px"
 
 # Unpacking (grader/unpack.py).
 HOW_TO_BUILD = "Build your zip with exercise_code.util.submission.create_submission_zip() and submit that file."

@@ -36,11 +36,12 @@ from .model_check import check_parameters, find_model_file, read_plain_model
 from .points import PointsRule
 from .results import Result, Row
 from .sandbox import WorkerRun, run_worker
-from .trusted import keypoint_score
+from .trusted import KEYPOINT_NAMES, keypoint_errors, keypoint_score
 from .unpack import find_submission_root, unpack
 from .worker_output import failure_message, predictions_tensor, stderr_note, stopped_at, worker_timings
 
 TRACEBACK_CHARS = 3000   # of our own traceback kept for the instructors
+FEEDBACK_MIN_FACES = 20  # below this, errors per keypoint would say too much about single hidden faces
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Submission:
     run: WorkerRun | None = None
     predictions: torch.Tensor | None = None   # (N, 30) or (N, 15, 2), finite
     raw_score: float | None = None
+    keypoint_errors: dict | None = None     # {keypoint name: error in pixels}, aggregates over all faces
     timings: dict = field(default_factory=dict)
 
 
@@ -242,6 +244,7 @@ def make_result(name, work, passed, failure=None, grader_error=None):
                "isolation_text": DESCRIPTIONS[context.isolation], "timings": work.timings, "key": context.key,
                "points_rule": rule.as_dict(), "points_rule_text": rule.describe(), "test_images": context.count,
                "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "keypoint_errors_px": work.keypoint_errors if failure is None else None,
                "grader_error": grader_error})
 
 
@@ -303,12 +306,31 @@ def check_predictions(work):
 
 
 def score(work):
-    """The raw score 1/(2*MSE), exactly as evaluate_model computes it (the tensors are small: this is quick)."""
-    work.raw_score = keypoint_score(work.predictions, torch.from_numpy(work.context.targets))
-    rule, raw = work.context.points, work.raw_score
-    return messages.SCORE.format(raw_score=raw, n=work.context.count,
-                                 mse=1 / (2 * raw) if raw else float("nan"), points=rule.points(raw),
-                                 max_points=rule.max_points, rule=rule.describe())
+    """The raw score 1/(2*MSE), exactly as evaluate_model computes it (the tensors are small: this is quick),
+    and the error of each keypoint, for the student to act on (see keypoint_feedback)."""
+    targets = torch.from_numpy(work.context.targets)
+    work.raw_score = keypoint_score(work.predictions, targets)
+    rule, raw, n = work.context.points, work.raw_score, work.context.count
+    text = messages.SCORE.format(raw_score=raw, n=n, mse=1 / (2 * raw) if raw else float("nan"),
+                                 points=rule.points(raw), max_points=rule.max_points, rule=rule.describe())
+    work.keypoint_errors = keypoint_feedback(work.predictions, targets)
+    if work.keypoint_errors:
+        rows = sorted(work.keypoint_errors.items(), key=lambda item: -item[1])
+        text += messages.KEYPOINT_TABLE.format(n=n, rows="\n".join(
+            messages.KEYPOINT_ROW.format(name=name, error=error) for name, error in rows))
+    return text
+
+
+def keypoint_feedback(predictions, targets):
+    """
+    The error of each keypoint in pixels, rounded to 0.1 px ({name: error}, in the order of
+    KEYPOINT_NAMES), or None when the hidden split has fewer than FEEDBACK_MIN_FACES faces. Only
+    aggregates over all faces ever leave here: never a value of one face, never an image.
+    """
+    if len(targets) < FEEDBACK_MIN_FACES:
+        return None
+    errors = keypoint_errors(predictions, targets).tolist()
+    return {name: round(error, 1) for name, error in zip(KEYPOINT_NAMES, errors)}
 
 
 STEPS = (

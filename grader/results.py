@@ -36,6 +36,7 @@ LEADERBOARD_NAME = "1/(2*MSE)"
 # far below what the labels are precise to, so only a copy of the labels scores that high, and ties there.
 LEADERBOARD_MAX = 1e6
 TABLES = ("grades.csv", "leaderboard.md")
+PREDICTIONS = "predictions"   # each scored submission's predictions, beside its result (api.save_predictions)
 CSV_COLUMNS = ["submission", "points", "max_points", "raw_score", "status", "message", "execution_time_s",
                "isolation", "graded_at", "source"]
 
@@ -226,6 +227,14 @@ def merge_results(*, result_dirs, out_dir, force=False):
     for name, (path, _) in chosen.items():
         if path.resolve() != (out_dir / name).resolve():
             shutil.copyfile(path, out_dir / name)
+        # the predictions that go with the chosen result (api.save_predictions), or none
+        predictions = path.parent / PREDICTIONS / f"{Path(name).stem}.npy"
+        target = out_dir / PREDICTIONS / predictions.name
+        if predictions.resolve() != target.resolve():
+            target.unlink(missing_ok=True)
+            if predictions.is_file():
+                target.parent.mkdir(exist_ok=True)
+                shutil.copyfile(predictions, target)
     return [result.to_json() for result in write_gradebook(out_dir)]
 
 

@@ -14,9 +14,9 @@ student copy never has them.
 from pathlib import Path
 
 from exercise_code import layers as reference_layers   # the solution of the optional part
-from exercise_code.evaluation import keypoint_score
+from exercise_code.evaluation import keypoint_errors, keypoint_score
 from exercise_code.gradient_check import rel_error
-from exercise_code.keypoints import KEYPOINT_COLUMNS, pixels_to_unit
+from exercise_code.keypoints import KEYPOINT_COLUMNS, KEYPOINT_NAMES, pixels_to_unit
 from exercise_code.util.atomic_file import atomic_file
 from exercise_code.util.cache import file_sha256
 from exercise_code.util.csv_reader import DataFormatError, read_keypoints_csv
@@ -36,8 +36,8 @@ if "### BEGIN SOLUTION" not in Path(reference_layers.__file__).read_text():
         name="exercise_code")
 
 __all__ = [
-    "ASSIGNMENT", "DataFormatError", "KEYPOINT_COLUMNS", "LEFT_OUT_DIRS", "MAX_FILE_BYTES", "MAX_PARAMETERS",
+    "ASSIGNMENT", "DataFormatError", "KEYPOINT_COLUMNS", "KEYPOINT_NAMES", "LEFT_OUT_DIRS", "MAX_FILE_BYTES", "MAX_PARAMETERS",
     "MODEL_ENTRY", "ModelFileError", "atomic_file", "count_saved_parameters", "file_sha256", "file_size_problem",
-    "keypoint_score", "parameter_problem", "pixels_to_unit", "read_keypoints_csv", "read_model_file", "reference_layers",
+    "keypoint_errors", "keypoint_score", "parameter_problem", "pixels_to_unit", "read_keypoints_csv", "read_model_file", "reference_layers",
     "rel_error", "submission_files",
 ]

@@ -111,3 +111,19 @@ def test_dummy_model_is_the_floor(val_set):
     """Does the dummy score something real but below the pass mark of 100?"""
     score = evaluate_model(DummyKeypointModel(), val_set)
     assert 20 < score < 100
+
+
+def test_keypoint_errors_are_pixel_distances_per_keypoint():
+    """Is each keypoint's error the root mean squared distance in pixels, over all faces?"""
+    from exercise_code.evaluation import keypoint_errors
+    from exercise_code.keypoints import pixels_to_unit
+
+    target = torch.zeros(2, 15, 2)
+    shifted = target.clone()
+    shifted[0, 3] += pixels_to_unit(torch.tensor([51.0, 52.0])) - pixels_to_unit(torch.tensor([48.0, 48.0]))   # 3-4-5
+    errors = keypoint_errors(shifted.reshape(2, 30), target)
+    assert errors.shape == (15,)
+    assert errors[3].item() == pytest.approx((25 / 2) ** 0.5)   # 5 px on one face of two
+    assert errors.sum().item() == pytest.approx(errors[3].item())
+    with pytest.raises(ValueError):
+        keypoint_errors(shifted[:1], target)

@@ -19,6 +19,7 @@ becomes a result that says so (see crash_message), never a missing file.
 """
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -26,11 +27,15 @@ import traceback
 from pathlib import Path
 
 from .. import jail
-from ..api import grade
+from ..api import GradingConfigError, grade, test_csv_path
+from ..points import PointsRule
+from ..trusted import DataFormatError, read_keypoints_csv
 from ..unpack import find_submission_root, holds_submission
 
 SETTINGS_FILE = "settings.json"   # beside the platform's copy of the grader: its limits and points
 CRASH_TRACEBACK_CHARS = 4000
+FILES = Path(__file__).with_name("files")   # the templates of the platforms' scripts and images
+RUNTIME_PACKAGES = ("numpy", "pandas", "matplotlib", "tqdm", "jsonschema")   # beside torch, which comes first
 
 
 class NoSubmission(ValueError):
@@ -54,6 +59,61 @@ def copy_pack(dest):
     shutil.copytree(Path(grader.__file__).parent, dest / "grader", ignore=ignore)
     shutil.copytree(PACKAGE, dest / "exercise_code", ignore=ignore)
     return dest
+
+
+def grading_settings(*, test_data, timeout_s, memory_mb, max_points, full_points_at, zero_points_at):
+    """
+    Check what a platform builder was given, before it writes anything.
+
+    Returns:
+    - (the hidden test CSV's path, the settings dict that read_settings gives back in the container)
+
+    Raises GradingConfigError saying what to fix: a bad points rule or limit, a missing or broken test CSV
+    (refused now, not in front of every student).
+    """
+    try:
+        PointsRule(max_points, full_points_at, zero_points_at)
+    except ValueError as error:
+        raise GradingConfigError(str(error)) from None
+    if timeout_s <= 0 or memory_mb < 256:
+        raise GradingConfigError(f"Need --timeout above 0 and --memory-mb of at least 256 (got {timeout_s:g}, "
+                                 f"{memory_mb})")
+    test_csv = test_csv_path(test_data)
+    try:
+        read_keypoints_csv(test_csv)
+    except (DataFormatError, OSError) as error:
+        raise GradingConfigError(f"The hidden test file cannot be read: {error}") from None
+    return test_csv, {"timeout_s": timeout_s, "memory_mb": memory_mb, "max_points": max_points,
+                      "full_points_at": full_points_at, "zero_points_at": zero_points_at}
+
+
+def pinned_versions():
+    """{package: version} of constraints.txt (the versions the pack is tested with), for torch and
+    RUNTIME_PACKAGES; GradingConfigError when one has no pin (a platform's image must be reproducible)."""
+    path = Path(__file__).parents[2] / "constraints.txt"
+    if not path.is_file():
+        raise GradingConfigError(f"{path} is not there: build the platform's files from a clone of the pack")
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", path.read_text(), flags=re.M))
+    missing = [name for name in ("torch", *RUNTIME_PACKAGES) if name not in pins]
+    if missing:
+        raise GradingConfigError(f"{path} pins no version of {', '.join(missing)}: add them (name==version)")
+    return pins
+
+
+def requirements_text(pins):
+    """requirements.txt of the runtime packages (torch is installed before, from the CPU index)."""
+    return "".join(f"{name}=={pins[name]}\n" for name in RUNTIME_PACKAGES)
+
+
+def template(name, **values):
+    """The template FILES/name with each @KEY@ replaced by its value; AssertionError if one is left."""
+    text = (FILES / name).read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    left = re.findall(r"@[A-Z_]+@", text)
+    if left:
+        raise AssertionError(f"{name}: no value for {', '.join(left)}")
+    return text
 
 
 def read_settings(folder):

@@ -23,7 +23,6 @@ The grader's log (stdout) is for instructors only.
 """
 import json
 import math
-import re
 import stat
 import sys
 import tempfile
@@ -31,16 +30,14 @@ import time
 import zipfile
 from pathlib import Path
 
-from ..api import GradingConfigError, test_csv_path
+from ..api import GradingConfigError
 from ..messages import TITLES
 from ..points import PointsRule
-from ..trusted import DataFormatError, read_keypoints_csv
 from .container import (SETTINGS_FILE, NoSubmission, choose_isolation, copy_pack, crash_message, grade_one,
-                        lock_down, read_settings, write_json)
+                        grading_settings, lock_down, pinned_versions, read_settings, requirements_text, template,
+                        write_json)
 from .gradescope_results import check_results
 
-FILES = Path(__file__).with_name("files")
-RUNTIME_PACKAGES = ("numpy", "pandas", "matplotlib", "tqdm", "jsonschema")   # pinned from constraints.txt
 VISIBILITY = ("visible", "after_due_date", "after_published", "hidden")
 START_UP_S = 240   # beyond the worker's timeout: pip-less start, torch import, unpacking, the checks
 
@@ -66,23 +63,16 @@ def build_autograder(*, test_data, out, timeout_s=120, memory_mb=1536, max_point
     if score_visibility not in VISIBILITY:
         raise GradingConfigError(f"--score-visibility must be one of {', '.join(VISIBILITY)} "
                                  f"(got {score_visibility!r})")
-    try:
-        PointsRule(max_points, full_points_at, zero_points_at)
-    except ValueError as error:
-        raise GradingConfigError(str(error)) from None
-    test_csv = test_csv_path(test_data)
-    try:
-        read_keypoints_csv(test_csv)   # refuse a broken file now, not in front of every student
-    except (DataFormatError, OSError) as error:
-        raise GradingConfigError(f"The hidden test file cannot be read: {error}") from None
-    settings = {"timeout_s": timeout_s, "memory_mb": memory_mb, "max_points": max_points,
-                "full_points_at": full_points_at, "zero_points_at": zero_points_at,
-                "score_visibility": score_visibility}
+    test_csv, settings = grading_settings(test_data=test_data, timeout_s=timeout_s, memory_mb=memory_mb,
+                                          max_points=max_points, full_points_at=full_points_at,
+                                          zero_points_at=zero_points_at)
+    settings["score_visibility"] = score_visibility
+    pins = pinned_versions()
     fallback = message_only(crash_message(RuntimeError("the grader was stopped"))[0] +
                             " (It ran out of time or memory.)", elapsed_s=0)
     check_results(fallback)
-    scripts = {"setup.sh": _template("gradescope_setup.sh", TORCH_VERSION=_pins()["torch"]),
-               "run_autograder": _template("gradescope_run_autograder", TIME_LIMIT_S=str(timeout_s + START_UP_S))}
+    scripts = {"setup.sh": template("gradescope_setup.sh", TORCH_VERSION=pins["torch"]),
+               "run_autograder": template("gradescope_run_autograder", TIME_LIMIT_S=str(timeout_s + START_UP_S))}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as staging:
@@ -91,8 +81,7 @@ def build_autograder(*, test_data, out, timeout_s=120, memory_mb=1536, max_point
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             for name, text in scripts.items():   # executable, LF line endings (Gradescope runs dos2unix anyway)
                 _add(archive, name, text.encode(), 0o755)
-            _add(archive, "requirements.txt", "".join(f"{name}=={version}\n" for name, version in _pins().items()
-                                                      if name in RUNTIME_PACKAGES).encode())
+            _add(archive, "requirements.txt", requirements_text(pins).encode())
             _add(archive, SETTINGS_FILE, json.dumps(settings, indent=1).encode())
             _add(archive, "fallback_results.json", json.dumps(fallback, indent=1).encode())
             archive.write(test_csv, "hidden/test.csv")
@@ -140,11 +129,25 @@ def run(root="/autograder"):
 
 def with_visibility(result, score_visibility):
     """The pack's result (Gradescope's shape) with what students see: the checks at once, the score
-    row as chosen, the grader's log never."""
+    row as chosen (with the error of each keypoint as a Markdown table), the grader's log never."""
     data = dict(result, visibility="visible", stdout_visibility="hidden")
-    data["tests"] = [dict(test, visibility=score_visibility if test["name"] == TITLES["score"] else "visible")
-                     for test in result["tests"]]
+    data["tests"] = [dict(test, visibility="visible") for test in result["tests"]]
+    for test in data["tests"]:
+        if test["name"] == TITLES["score"]:
+            test["visibility"] = score_visibility
+            errors = result["extra_data"].get("keypoint_errors_px")
+            if errors:
+                test["output"], test["output_format"] = markdown_score(test["output"], errors), "md"
     return data
+
+
+def markdown_score(text, errors):
+    """The score row's text with its table of errors per keypoint ({name: pixels}) in Markdown, worst first."""
+    rows = sorted(errors.items(), key=lambda item: -item[1])
+    intro = text.split("\n\n")[0]
+    return (f"{intro}\n\nThe error of each keypoint on the hidden faces (root mean squared distance, in "
+            "pixels of the 96x96 face), worst first:\n\n| keypoint | error (px) |\n|---|---:|\n"
+            + "".join(f"| {name} | {error:.1f} |\n" for name, error in rows))
 
 
 def message_only(text, elapsed_s):
@@ -161,25 +164,6 @@ def student_name(root):
         return str(user.get("email") or user.get("id") or "submission")
     except (OSError, ValueError, AttributeError):
         return "submission"
-
-
-def _pins():
-    """{package: version} of constraints.txt, the versions the pack is tested with."""
-    path = Path(__file__).parents[2] / "constraints.txt"
-    if not path.is_file():
-        raise GradingConfigError(f"{path} is not there: build the autograder zip from a clone of the pack")
-    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", path.read_text(), flags=re.M))
-    missing = [name for name in ("torch", *RUNTIME_PACKAGES) if name not in pins]
-    if missing:
-        raise GradingConfigError(f"{path} pins no version of {', '.join(missing)}: add them (name==version)")
-    return pins
-
-
-def _template(name, **values):
-    text = (FILES / name).read_text()
-    for key, value in values.items():
-        text = text.replace(f"@{key}@", value)
-    return text
 
 
 def _add(archive, name, data, mode=0o644):

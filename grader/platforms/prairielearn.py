@@ -28,28 +28,26 @@ PrairieLearn's data.json holds the question's params and the submitted answers
 (the uploaded files again, in base64), but no student identity, so each result
 is named "submission"; it is locked down like the hidden data, never read.
 """
+import base64
 import json
-import re
 import shutil
 import sys
 import time
 import uuid
-from importlib import metadata
 from pathlib import Path
 
-from ..api import GradingConfigError, test_csv_path
+from ..api import GradingConfigError
 from ..jail import DESCRIPTIONS
+from ..keypoint_chart import keypoint_error_chart
 from ..messages import TITLES
 from ..points import PointsRule
-from ..trusted import DataFormatError, read_keypoints_csv
 from .container import (SETTINGS_FILE, NoSubmission, choose_isolation, copy_pack, crash_message, grade_one,
-                        lock_down, read_settings, write_json)
+                        grading_settings, lock_down, pinned_versions, read_settings, requirements_text, template,
+                        write_json)
 
-FILES = Path(__file__).with_name("files")
 PACK_FOLDER = "facial_keypoints"          # the pack's folder in the course's serverFilesCourse/
 QUESTION_FOLDER = "facial_keypoints"      # the example question's folder in the course's questions/
 ENTRYPOINT = "/usr/local/bin/grade-facial-keypoints"
-RUNTIME_PACKAGES = ("numpy", "pandas", "matplotlib", "tqdm", "jsonschema")   # beside torch, which comes first
 MAX_TIMEOUT_S = 600        # PrairieLearn's limit of externalGradingOptions.timeout
 START_UP_S = 90            # beyond the worker's timeout: Python and torch, the isolation probes, unpacking, scoring
 KILL_MARGIN_S = 15         # the entrypoint kills Python this long before PrairieLearn kills the container
@@ -78,35 +76,24 @@ def build_question(*, test_data, out, timeout_s=120, memory_mb=1536, max_points=
     Returns:
     - Path of out, and the container's timeout written into info.json
     """
-    try:
-        PointsRule(max_points, full_points_at, zero_points_at)
-    except ValueError as error:
-        raise GradingConfigError(str(error)) from None
     container_timeout = int(timeout_s + START_UP_S + 0.999)
-    if timeout_s <= 0 or container_timeout > MAX_TIMEOUT_S:
-        raise GradingConfigError(f"--timeout must be above 0 and at most {MAX_TIMEOUT_S - START_UP_S} s: PrairieLearn "
-                                 f"kills a grading container after at most {MAX_TIMEOUT_S} s, and the grader needs "
+    if container_timeout > MAX_TIMEOUT_S:
+        raise GradingConfigError(f"--timeout must be at most {MAX_TIMEOUT_S - START_UP_S} s: PrairieLearn kills a "
+                                 f"grading container after at most {MAX_TIMEOUT_S} s, and the grader needs "
                                  f"{START_UP_S} s of that for itself (got {timeout_s:g})")
-    if memory_mb < 256:
-        raise GradingConfigError(f"--memory-mb must be at least 256 (got {memory_mb})")
-    test_csv = test_csv_path(test_data)
-    try:
-        read_keypoints_csv(test_csv)   # refuse a broken file now, not in front of every student
-    except (DataFormatError, OSError) as error:
-        raise GradingConfigError(f"The hidden test file cannot be read: {error}") from None
+    test_csv, settings = grading_settings(test_data=test_data, timeout_s=timeout_s, memory_mb=memory_mb,
+                                          max_points=max_points, full_points_at=full_points_at,
+                                          zero_points_at=zero_points_at)
+    pins = pinned_versions()
     out = _fresh_folder(out)
-    settings = {"timeout_s": timeout_s, "memory_mb": memory_mb, "max_points": max_points,
-                "full_points_at": full_points_at, "zero_points_at": zero_points_at}
-    pins = _pins()
 
     image_dir = out / "image"   # the docker build context: nothing secret may ever be in it
     image_dir.mkdir(parents=True)
-    _write(image_dir / "Dockerfile", _template("prairielearn_Dockerfile", TORCH_VERSION=pins["torch"],
+    _write(image_dir / "Dockerfile", template("prairielearn_Dockerfile", TORCH_VERSION=pins["torch"],
                                                ENTRYPOINT=ENTRYPOINT))
-    _write(image_dir / "requirements.txt", "".join(f"{name}=={pins[name]}\n" if name in pins else f"{name}\n"
-                                                   for name in RUNTIME_PACKAGES))
+    _write(image_dir / "requirements.txt", requirements_text(pins))
     _write(image_dir / Path(ENTRYPOINT).name,
-           _template("prairielearn_entrypoint.sh", PACK_FOLDER=PACK_FOLDER,
+           template("prairielearn_entrypoint.sh", PACK_FOLDER=PACK_FOLDER,
                      TIME_LIMIT_S=str(container_timeout - KILL_MARGIN_S)), mode=0o755)
 
     pack = copy_pack(out / "serverFilesCourse" / PACK_FOLDER)
@@ -124,7 +111,7 @@ def build_question(*, test_data, out, timeout_s=120, memory_mb=1536, max_points=
                                        "serverFilesCourse": [f"{PACK_FOLDER}/"], "timeout": container_timeout,
                                        "enableNetworking": False}}
     _write(question / "info.json", json.dumps(info, indent=2) + "\n")
-    _write(question / "question.html", _template("prairielearn_question.html", MAX_POINTS=f"{max_points:g}"))
+    _write(question / "question.html", template("prairielearn_question.html", MAX_POINTS=f"{max_points:g}"))
     return out, container_timeout
 
 
@@ -196,6 +183,11 @@ def to_prairielearn(result):
             "raw_score": extra.get("raw_score"), "isolation": isolation}
     if not gradable:
         data["format_errors"] = [result["output"][:MESSAGE_CHARS]]
+    errors = extra.get("keypoint_errors_px")
+    if errors and gradable:   # the table is in the score test's output; the chart shows it at a glance
+        chart = base64.b64encode(keypoint_error_chart(errors)).decode()
+        data["images"] = [{"label": "Error of each keypoint on the hidden faces (pixels)",
+                           "url": f"data:image/png;base64,{chart}"}]
     return data
 
 
@@ -237,31 +229,6 @@ def _fresh_folder(out):
     except OSError as error:
         raise GradingConfigError(f"Cannot write to {out}: {error}") from None
     return out
-
-
-def _pins():
-    """{package: version}: constraints.txt (the versions the pack is tested with), else the installed version."""
-    path = Path(__file__).parents[2] / "constraints.txt"
-    if not path.is_file():
-        raise GradingConfigError(f"{path} is not there: build the PrairieLearn image from a clone of the pack")
-    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", path.read_text(), flags=re.M))
-    for name in RUNTIME_PACKAGES:
-        if name not in pins:
-            try:
-                pins[name] = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                pass   # unpinned: pip takes the newest
-    return pins
-
-
-def _template(name, **values):
-    text = (FILES / name).read_text()
-    for key, value in values.items():
-        text = text.replace(f"@{key}@", value)
-    left = re.findall(r"@[A-Z_]+@", text)
-    if left:
-        raise AssertionError(f"{name}: no value for {', '.join(left)}")
-    return text
 
 
 def _write(path, text, mode=0o644):

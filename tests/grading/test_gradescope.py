@@ -17,7 +17,8 @@ import pytest
 
 from grader.cli import main
 from grader.messages import TITLES
-from grader.platforms.gradescope import RUNTIME_PACKAGES, student_name
+from grader.platforms.container import RUNTIME_PACKAGES
+from grader.platforms.gradescope import student_name
 from grader.platforms.gradescope_results import check_results
 from grading_scenarios import patch_forward, valid_workspace, zip_folder
 
