@@ -4,15 +4,19 @@
 the same autograded folders and notebooks, the same export flags; and the workers'
 kernel runs are the ones the gradebook's process uses. Its workers are local
 processes (--jobs 2) in one copy, and a Dask cluster of separate processes on
-127.0.0.1 (--scheduler) in another, which is never sent the hidden data.
+127.0.0.1 (--scheduler) in another, which is never sent the hidden data and
+loses a worker, killed while it autogrades a student.
 """
 import io
 import os
 import pickle
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -99,22 +103,51 @@ def courses(tmp_path_factory):
     started = start([([*nbgrader, "autograde", "ps1"], serial),
                      ([sys.executable, "-m", "grader", "autograde", "ps1", "--test-data", str(hidden), "--jobs", "2"],
                       parallel)])
-    dask, sent = Cluster(tmp), []
+    dask, sent, killed = Cluster(tmp), [], []
     try:
-        for name in ("w1", "w2"):
-            dask.add_worker(name)
+        workers = [dask.add_worker(name) for name in ("w1", "w2")]
+        killer = threading.Thread(target=kill_a_busy_worker, args=(workers, killed), daemon=True)
+        killer.start()
         with pytest.MonkeyPatch.context() as patch:
             honest = distributed.Client.submit
             patch.setattr(distributed.Client, "submit", lambda self, *args, **kwargs: (
                 sent.append((args, pickle.dumps((args, kwargs)))), honest(self, *args, **kwargs))[1])
             on_cluster_run = autograde_class("ps1", test_data=hidden, scheduler=dask.address, course=on_cluster,
                                              log=lambda text: None)
+        killer.join()
     finally:
         dask.close()
         (serial_rc, serial_log), (rc, output) = finish(started)
     assert serial_rc == 0 and rc == 0, serial_log + output
     return {"serial": serial, "parallel": parallel, "cluster": on_cluster, "output": output,
-            "cluster_run": on_cluster_run, "hidden": hidden, "sent": sent}
+            "cluster_run": on_cluster_run, "hidden": hidden, "sent": sent, "killed": killed}
+
+
+def kill_a_busy_worker(workers, killed, timeout_s=120):
+    """Kill (SIGKILL, with its kernels) the first worker seen autograding a student: one with a process
+    of its own running, a jailed kernel or check. Appends its pid to killed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for worker in workers:
+            if children(worker.pid):
+                time.sleep(0.5)   # well inside that student's autograde
+                if children(worker.pid):   # and still in it: the kill lands mid-task
+                    os.killpg(worker.pid, signal.SIGKILL)
+                    killed.append(worker.pid)
+                    return
+        time.sleep(0.1)
+
+
+def children(pid):
+    """The pids whose parent is pid."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
 
 
 def gradebook_grades(root):
@@ -182,6 +215,14 @@ def test_the_gradebook_process_takes_the_workers_kernel_runs(courses):
     run = courses["cluster_run"]
     assert (run.replayed.get(("loaded", "kernel")), run.replayed.get(("computed", "kernel"))) == (len(CLASS), None)
     assert not run.failed and set(run.seconds) == {"models", "students", "gradebook"} and run.on_workers
+
+
+def test_a_worker_killed_mid_class_costs_no_grade(courses):
+    """One of the two Dask workers was killed while it autograded a student (see courses): did the class still
+    complete, every grade as serial nbgrader's (the tests above), with every kernel run from a worker?"""
+    assert len(courses["killed"]) == 1
+    run = courses["cluster_run"]
+    assert not run.failed and sorted(run.students) == sorted(CLASS)
 
 
 def test_the_cluster_is_never_sent_the_hidden_data(courses, tmp_path):
