@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from . import similarity
 from .api import GradingConfigError, find_submissions, test_csv_path
@@ -41,6 +42,7 @@ BEST_MODELS = 3         # models shown in the keypoint table and on the faces
 FACES = 6               # hidden faces drawn: half the best model's hardest, half spread over the split
 MESSAGES_SHOWN = 5      # most common messages of each failed check
 MESSAGE_CHARS = 200     # a message's first line, shortened to this
+NAMES_SHOWN = 10        # names listed beside a message (grades.csv has them all)
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"   # no script, nothing fetched
 
 
@@ -163,12 +165,12 @@ def scores_section(klass):
 
 def checks_section(klass):
     """How many submissions failed at each check, and the most common messages of each."""
-    failed, reasons = Counter(), {}
+    failed, reasons = Counter(), {}   # title -> submissions; title -> {first line: [names]}
     for result in klass.results:
         row = None if result.scored else result.failed_check()
         if row is not None:
             failed[row.name] += 1
-            reasons.setdefault(row.name, Counter())[first_line(row.output)] += 1
+            reasons.setdefault(row.name, {}).setdefault(first_line(row.output), []).append(result.submission)
     below = sum(r.raw_score < klass.rule.full_at for r in klass.ranked)
     titles = [*TITLES.values(), *sorted(set(failed) - set(TITLES.values()))]   # in the order they run
     rows = [[title, failed[title] if title != TITLES["score"] else f"{below} scored below the pass line"]
@@ -177,9 +179,10 @@ def checks_section(klass):
         + table(["check", "submissions that failed here"], rows)
     for title in titles:
         if failed[title]:
-            common = reasons[title].most_common(MESSAGES_SHOWN)
-            body += f"<h3>{escape(title)}: {failed[title]}</h3>" + table(["submissions", "message (first line)"],
-                                                                         [[n, text] for text, n in common])
+            common = sorted(reasons[title].items(), key=lambda item: -len(item[1]))[:MESSAGES_SHOWN]
+            body += f"<h3>{escape(title)}: {failed[title]}</h3>" + table(
+                ["count", "message (first line)", "submissions"],
+                [[len(names), text, names_list(names)] for text, names in common])
             rest = len(reasons[title]) - len(common)
             if rest > 0:
                 body += paragraph(f"And {rest} other message(s): see grades.csv.")
@@ -310,6 +313,12 @@ def choose_faces(errors, count):
     return [int(i) for i in (hardest + spread)[:count]]
 
 
+def names_list(names, shown=NAMES_SHOWN):
+    """Some names, comma-separated, and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def first_line(text):
     """A message's first line, shortened (grouping key and what the page shows)."""
     lines = (text or "").strip().splitlines()
@@ -328,6 +337,7 @@ def score_histogram(scores, full_at):
             color=["tab:red", "tab:green"], label=["below the line", "passed"])
     ax.axvline(full_at, color="black", linestyle="--", label=f"pass line {full_at:g}")
     ax.set(xscale="log", xlabel="score 1/(2·MSE), log scale", ylabel="submissions")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # counts of submissions: no 2.5
     ax.legend()
     return figure
 
