@@ -20,6 +20,7 @@ import base64
 import datetime
 import html
 import io
+import re
 import textwrap
 from collections import Counter
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ class ReportError(ValueError):
 
 
 @dataclass
-class Klass:
+class GradedClass:
     """
     What the report is made of.
 
@@ -90,13 +91,13 @@ def build_report(*, results_dir, test_data, out, submissions=None, best=BEST_MOD
 
     Raises ReportError when the results or the test file cannot be read.
     """
-    klass = read_class(results_dir, test_data, submissions)
-    sections = [scores_section(klass), checks_section(klass), keypoints_section(klass, best),
-                faces_section(klass, best, faces), isolation_section(klass), alike_section(klass)]
+    graded = read_class(results_dir, test_data, submissions)
+    sections = [scores_section(graded), checks_section(graded), keypoints_section(graded, best),
+                faces_section(graded, best, faces), isolation_section(graded), alike_section(graded)]
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out, page(sections, results_dir, len(klass.results)))
+        write_text_atomic(out, page(sections, results_dir, len(graded.results)))
     except OSError as error:
         raise ReportError(f"Cannot write {out} ({error.strerror or error}). Pass --out a file you can write.") \
             from None
@@ -104,7 +105,7 @@ def build_report(*, results_dir, test_data, out, submissions=None, best=BEST_MOD
 
 
 def read_class(results_dir, test_data, submissions):
-    """The Klass of a results folder, the hidden test CSV and the submissions' paths (see build_report)."""
+    """The GradedClass of a results folder, the hidden test CSV and the submissions' paths (see build_report)."""
     if not Path(results_dir).is_dir():
         raise ReportError(f"{results_dir} is not a folder of results (the --out of python -m grader grade)")
     results = read_results(results_dir)
@@ -116,10 +117,19 @@ def read_class(results_dir, test_data, submissions):
     except (GradingConfigError, DataFormatError, OSError) as error:
         raise ReportError(str(error)) from None
     ranked = sorted((r for r in results if r.scored), key=lambda r: (-r.raw_score, r.submission))
-    rules = Counter(tuple(sorted(r.extra["points_rule"].items())) for r in results if r.extra.get("points_rule"))
-    rule = PointsRule(**dict(rules.most_common(1)[0][0])) if rules else PointsRule()
+    rule = most_common_rule(results)
     predictions = read_predictions(Path(results_dir), ranked, len(data.images))
-    return Klass(results, ranked, rule, data.images, data.keypoints, predictions, sources)
+    return GradedClass(results, ranked, rule, data.images, data.keypoints, predictions, sources)
+
+
+def most_common_rule(results):
+    """The PointsRule most results were graded with (the default rule when none says)."""
+    rules = Counter(tuple(sorted(r.extra["points_rule"].items())) for r in results
+                    if isinstance(r.extra.get("points_rule"), dict))
+    try:
+        return PointsRule(**dict(rules.most_common(1)[0][0])) if rules else PointsRule()
+    except (TypeError, ValueError):   # a result file edited by hand
+        return PointsRule()
 
 
 def recorded_sources(results):
@@ -132,6 +142,8 @@ def read_predictions(results_dir, ranked, count):
     """{name: float32 array (count, 30)} of the scored results' predictions that fit the test file."""
     predictions = {}
     for result in ranked:
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", result.submission):   # grade() names no other
+            continue
         path = results_dir / PREDICTIONS / f"{result.submission}.npy"
         try:
             array = np.load(path, allow_pickle=False)
@@ -144,14 +156,14 @@ def read_predictions(results_dir, ranked, count):
 
 # The sections. Each returns (id, title, HTML body).
 
-def scores_section(klass):
+def scores_section(graded):
     """The distribution of 1/(2*MSE) with the pass line, and the counts."""
-    full_at, ranked = klass.rule.full_at, klass.ranked
+    full_at, ranked = graded.rule.full_at, graded.ranked
     passed = sum(r.raw_score >= full_at for r in ranked)
     counts = table(["submissions", "scored", "passed (score ≥ pass line)", "scored below the line", "not scored"],
-                   [[len(klass.results), len(ranked), passed, len(ranked) - passed, len(klass.results) - len(ranked)]])
-    body = paragraph(f"Score 1/(2·MSE) on the {len(klass.images)} hidden test faces, in unit coordinates. "
-                     f"Pass line: {full_at:g} ({klass.rule.describe()}).") + counts
+                   [[len(graded.results), len(ranked), passed, len(ranked) - passed, len(graded.results) - len(ranked)]])
+    body = paragraph(f"Score 1/(2·MSE) on the {len(graded.images)} hidden test faces, in unit coordinates. "
+                     f"Pass line: {full_at:g} ({graded.rule.describe()}).") + counts
     if not ranked:
         return "scores", "Scores", body + paragraph("No submission was scored.")
     scores = np.array([min(r.raw_score, LEADERBOARD_MAX) for r in ranked])
@@ -163,15 +175,15 @@ def scores_section(klass):
     return "scores", "Scores", body
 
 
-def checks_section(klass):
+def checks_section(graded):
     """How many submissions failed at each check, and the most common messages of each."""
     failed, reasons = Counter(), {}   # title -> submissions; title -> {first line: [names]}
-    for result in klass.results:
+    for result in graded.results:
         row = None if result.scored else result.failed_check()
         if row is not None:
             failed[row.name] += 1
             reasons.setdefault(row.name, {}).setdefault(first_line(row.output), []).append(result.submission)
-    below = sum(r.raw_score < klass.rule.full_at for r in klass.ranked)
+    below = sum(r.raw_score < graded.rule.full_at for r in graded.ranked)
     titles = [*TITLES.values(), *sorted(set(failed) - set(TITLES.values()))]   # in the order they run
     rows = [[title, failed[title] if title != TITLES["score"] else f"{below} scored below the pass line"]
             for title in titles]
@@ -186,17 +198,17 @@ def checks_section(klass):
             rest = len(reasons[title]) - len(common)
             if rest > 0:
                 body += paragraph(f"And {rest} other message(s): see grades.csv.")
-    errors = [r.submission for r in klass.results if r.extra.get("grader_error")]
+    errors = [r.submission for r in graded.results if r.extra.get("grader_error")]
     if errors:
         body += paragraph(f"{len(errors)} failed through the grader's own fault (graded again on the next run): "
                           + ", ".join(errors))
     return "checks", "Checks that failed", body
 
 
-def keypoints_section(klass, best):
+def keypoints_section(graded, best):
     """The error of each keypoint, in pixels, for the best models, the median model and the class."""
-    errors = {r.submission: e for r in klass.ranked if (e := result_keypoint_errors(klass, r)) is not None}
-    ranked = [r for r in klass.ranked if r.submission in errors]
+    errors = {r.submission: e for r in graded.ranked if (e := result_keypoint_errors(graded, r)) is not None}
+    ranked = [r for r in graded.ranked if r.submission in errors]
     if not ranked:
         return "keypoints", "Error of each keypoint", paragraph(
             "No scored result has errors per keypoint (the hidden split has fewer than 20 faces, or nothing "
@@ -216,27 +228,27 @@ def keypoints_section(klass, best):
         chart, "Error of each keypoint: best model, median model, class median") + table(headers, rows)
 
 
-def faces_section(klass, best, faces):
+def faces_section(graded, best, faces):
     """The best models' predictions on a few hidden faces, against the true points."""
-    models = [r for r in klass.ranked if r.submission in klass.predictions][:best]
+    models = [r for r in graded.ranked if r.submission in graded.predictions][:best]
     if not models:
         return "faces", "Best models on hidden faces", paragraph(
             "No scored submission has predictions for this test file (results/predictions/*.npy).")
-    predicted = [klass.predictions[r.submission].reshape(-1, 15, 2) for r in models]
-    chosen = choose_faces(face_errors(predicted[0], klass.targets), faces)
+    predicted = [graded.predictions[r.submission].reshape(-1, 15, 2) for r in models]
+    chosen = choose_faces(face_errors(predicted[0], graded.targets), faces)
     body = paragraph("Dots: the true points; crosses: the predictions (red: the subject's left, blue: right, green: "
                      "midline). Each face's title is the model's mean error on it, in pixels. Columns: the best "
                      "model's hardest faces first, then faces spread over the split. Rows, top to bottom: "
                      + ", ".join(f"{r.submission} ({r.raw_score:.1f})" for r in models) + ".")
     return "faces", "Best models on hidden faces", body + image(
-        face_grid(klass, predicted, chosen), "The best models' predictions on hidden faces")
+        face_grid(graded, predicted, chosen), "The best models' predictions on hidden faces")
 
 
-def isolation_section(klass):
+def isolation_section(graded):
     """The isolation each submission was graded under; those not in the jail, by name."""
-    isolation = {r.submission: r.extra.get("isolation") or "unknown" for r in klass.results}
+    isolation = {r.submission: r.extra.get("isolation") or "unknown" for r in graded.results}
     body = table(["isolation", "submissions"], Counter(isolation.values()).most_common())
-    others = [r for r in klass.results if isolation[r.submission] != "jail"]
+    others = [r for r in graded.results if isolation[r.submission] != "jail"]
     if others:
         body += paragraph("Not graded in the jail:") + table(
             ["submission", "isolation", "what it means"],
@@ -246,30 +258,30 @@ def isolation_section(klass):
     return "isolation", "Isolation", body
 
 
-def alike_section(klass):
+def alike_section(graded):
     """Submissions that are alike, for the instructor to look at: the same model file, predictions, code."""
     body = paragraph("These submissions are alike in ways worth a look. This is not a verdict: a likeness can "
                      "have an honest cause (a team that may share, a student who submitted under two names, code "
                      "from the same tutorial), and the grader cannot tell. Look at the submissions, and talk to the "
                      "students, before you conclude anything.")
     body += "<h3>The same model file</h3>"
-    if klass.sources:
-        groups = similarity.same_model_files(klass.sources)
+    if graded.sources:
+        groups = similarity.same_model_files(graded.sources)
         body += table(["submissions", "SHA-256 of models/keypoint_model.pt"],
                       [[", ".join(names), digest[:16] + "…"] for digest, names in groups]) if groups \
-            else paragraph(f"No two of the {len(klass.sources)} submissions read have the same model file.")
+            else paragraph(f"No two of the {len(graded.sources)} submissions read have the same model file.")
     else:
         body += paragraph(NO_SOURCES)
-    pairs = similarity.alike_predictions(klass.predictions)
+    pairs = similarity.alike_predictions(graded.predictions)
     body += "<h3>The same predictions on the hidden faces</h3>" + paragraph(
         f"Pairs whose predictions differ by at most {similarity.PREDICTION_RMS:g} (root mean square, unit "
-        f"coordinates; 1 px = 1/48), of the {len(klass.predictions)} scored submissions with predictions.")
+        f"coordinates; 1 px = 1/48), of the {len(graded.predictions)} scored submissions with predictions.")
     body += table(["submission", "submission", "RMS difference", "largest difference"],
                   [[a, b, f"{rms:.2g}", f"{largest:.2g}"] for a, b, rms, largest in pairs]) if pairs \
         else paragraph("None.")
     body += "<h3>Nearly the same code</h3>"
-    if klass.sources:
-        code = similarity.alike_code(klass.sources)
+    if graded.sources:
+        code = similarity.alike_code(graded.sources)
         body += paragraph(
             f"In the files students edit ({', '.join(similarity.EDITED_FILES)}), with comments, layout and the "
             f"students' own names set aside, and without the code everyone shares (the starter, the reference "
@@ -277,7 +289,7 @@ def alike_section(klass):
             f"{similarity.CODE_JACCARD:g} or more of what is left. A renamed copy scores near 1.")
         body += table(["submission", "submission", "similarity", "shared passages", "files"],
                       [[p.first, p.second, f"{p.jaccard:.2f}", p.shared, ", ".join(p.files)] for p in code]) \
-            if code else paragraph(f"No pair among the {len(klass.sources)} submissions read.")
+            if code else paragraph(f"No pair among the {len(graded.sources)} submissions read.")
     else:
         body += paragraph(NO_SOURCES)
     return "alike", "Submissions that are alike (for you to look at)", body
@@ -289,14 +301,14 @@ NO_SOURCES = ("Not checked: the submissions were not found. Pass --submissions w
 
 # What the sections compute.
 
-def result_keypoint_errors(klass, result):
+def result_keypoint_errors(graded, result):
     """A result's error of each keypoint in pixels (15,): as recorded, else from its predictions; or None."""
     recorded = result.extra.get("keypoint_errors_px")
     if recorded:
         return np.array([recorded.get(name, np.nan) for name in KEYPOINT_NAMES])
-    if result.submission in klass.predictions:
-        predicted = torch.from_numpy(klass.predictions[result.submission])
-        return keypoint_errors(predicted, pixels_to_unit(torch.from_numpy(klass.targets))).numpy().round(1)
+    if result.submission in graded.predictions:
+        predicted = torch.from_numpy(graded.predictions[result.submission])
+        return keypoint_errors(predicted, pixels_to_unit(torch.from_numpy(graded.targets))).numpy().round(1)
     return None
 
 
@@ -355,18 +367,18 @@ def keypoint_chart(errors):
     return figure
 
 
-def face_grid(klass, predicted, chosen):
+def face_grid(graded, predicted, chosen):
     """A Figure: a row per model, a column per chosen face, true points (dots) and predictions (crosses)."""
     from exercise_code.visualization import show_all_keypoints   # the solved package (grader.trusted checked)
 
     rows, columns = len(predicted), len(chosen)
     figure = Figure(figsize=(1.7 * columns, 1.8 * rows + 0.4), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
-    targets = pixels_to_unit(klass.targets)
+    targets = pixels_to_unit(graded.targets)
     for row, model in enumerate(predicted):
-        errors = face_errors(model, klass.targets)
+        errors = face_errors(model, graded.targets)
         for ax, face in zip(axes[row], chosen):
-            show_all_keypoints(klass.images[face] / 255.0, torch.from_numpy(targets[face]),
+            show_all_keypoints(graded.images[face] / 255.0, torch.from_numpy(targets[face]),
                                torch.from_numpy(model[face]), ax=ax, legend=False)
             ax.set_title(f"face {face}: {errors[face]:.1f} px", fontsize=7)
     return figure

@@ -17,6 +17,7 @@ many students share, and compare what is left with the Jaccard similarity.
 Nothing here runs or unpickles a submission: it reads bytes (capped) from zips and folders.
 """
 import builtins
+import functools
 import hashlib
 import io
 import itertools
@@ -162,15 +163,11 @@ def own_ngrams(source):
     return ngrams
 
 
-_BASE = {}
-
-
+@functools.cache
 def _base_ngrams(path):
     """The n-grams of a file's starter and of its reference solution: code every student has, or converges to."""
-    if path not in _BASE:
-        solution = (PACKAGE / PurePosixPath(path).relative_to("exercise_code")).read_text()
-        _BASE[path] = token_ngrams(code_tokens(solution)) | token_ngrams(code_tokens(strip_solutions(solution)))
-    return _BASE[path]
+    solution = (PACKAGE / PurePosixPath(path).relative_to("exercise_code")).read_text()
+    return frozenset(token_ngrams(code_tokens(solution)) | token_ngrams(code_tokens(strip_solutions(solution))))
 
 
 def token_ngrams(tokens, n=NGRAM):
