@@ -14,6 +14,7 @@ defaults it reads from the function itself:
     python -m grader canvas EXPORT.csv --column NAME --grades RESULTS_DIR_OR_NBGRADER_CSV --out FILLED.csv
     python -m grader moodle WORKSHEET.csv --grades RESULTS_DIR_OR_NBGRADER_CSV --out FILLED.csv [--feedback]
     python -m grader report RESULTS_DIR --test-data PATH --out REPORT.html [--submissions PATH...]
+    python -m grader dataset --from udacity|kaggle|i2dl SOURCE --out DIR [--seed N] [--force]
 
 grade and merge are grader.api.grade and grader.results.merge_results; autograde is
 grader.class_autograde.autograde_class; release is
@@ -22,7 +23,7 @@ grader.bundle.build_bundle; gradescope is grader.platforms.gradescope (build_aut
 and run); prairielearn is grader.platforms.prairielearn (build_question
 and run); canvas and moodle are grader.platforms.canvas.fill_canvas and
 grader.platforms.moodle.fill_moodle; report is
-grader.report.build_report. Without a verb, `python -m grader SUBMISSION...` grades.
+grader.report.build_report; dataset is grader.dataset_build.build_dataset. Without a verb, `python -m grader SUBMISSION...` grades.
 
 Exit status: 0 when the verb did its work (a graded batch, whatever the submissions
 scored); 1 when release --check finds drifted files or the bundle cannot be built;
@@ -485,10 +486,52 @@ def run_report(args):
     return 0
 
 
+def add_dataset(verbs):
+    from .dataset_build import KINDS, build_dataset   # imported here, as the platforms' verbs
+
+    defaults = build_dataset.__kwdefaults__
+    parser = verbs.add_parser(
+        "dataset", help="build the course data zips from public data (Udacity P1, Kaggle or I2DL)",
+        description="Build facial_keypoints.zip (training.csv, val.csv) and facial_keypoints_test.zip (test.csv) "
+                    "from public data, reproducibly: the same source and seed give the same CSVs. See the README, "
+                    "'Making the course data'.",
+        epilog="udacity: the data/ folder of https://github.com/udacity/P1_Facial_Keypoints (or its zip), split by "
+               "person; kaggle: Kaggle's training.csv, split by face; i2dl: I2DL's exercise 9 zip, its val split kept")
+    parser.add_argument("source", metavar="SOURCE", help="a zip, a folder, a CSV file or a URL")
+    parser.add_argument("--from", dest="kind", required=True, choices=KINDS, help="what SOURCE holds")
+    parser.add_argument("--out", default=defaults["out_dir"], metavar="DIR",
+                        help="folder for the zips, SHA256SUMS and build.json (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults["seed"], help="seed of the split (default %(default)s)")
+    parser.add_argument("--val-fraction", type=float, default=defaults["val_fraction"], metavar="F",
+                        help="share of the faces for val, in whole people (default %(default)s)")
+    parser.add_argument("--test-fraction", type=float, default=defaults["test_fraction"], metavar="F",
+                        help="share of the faces for the hidden test split (default %(default)s)")
+    parser.add_argument("--max-upscale", type=float, default=defaults["max_upscale"], metavar="X",
+                        help="udacity: drop faces the crop would enlarge more than X times (default %(default)s)")
+    parser.add_argument("--force", action="store_true", default=defaults["force"],
+                        help="replace the zips DIR already holds")
+    parser.set_defaults(run=run_dataset)
+
+
+def run_dataset(args):
+    from .dataset_build import DatasetBuildError, build_dataset
+    from .dataset_sources import DatasetSourceError
+
+    try:
+        report = build_dataset(source=args.source, kind=args.kind, out_dir=args.out, seed=args.seed,
+                               val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                               max_upscale=args.max_upscale, force=args.force, progress=True)
+    except (DatasetBuildError, DatasetSourceError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(report.lines()))
+    return 0
+
+
 VERBS = {"grade": add_grade, "autograde": add_autograde, "merge": add_merge, "release": add_release,
          "bundle": add_bundle, "gradescope": add_gradescope,
          "prairielearn": add_prairielearn, "canvas": add_canvas, "moodle": add_moodle,
-         "report": add_report}
+         "report": add_report, "dataset": add_dataset}
 
 
 def _print_batch(results, out_dir, seconds):
