@@ -171,6 +171,10 @@ def build_dataset(*, source, kind="udacity", out_dir="build/data", seed=0, val_f
         tree = open_source(source, work)
         faces = READERS[kind](tree, work, report, max_upscale=max_upscale, progress=progress)
         split = assign_splits(faces, val_fraction, test_fraction, seed)
+        empty = [name for i, name in enumerate(SPLITS) if not np.any(split == i)]
+        if empty:
+            raise DatasetBuildError(f"The {' and '.join(empty)} split would be empty ({len(split)} faces in all): "
+                                    "use more data, or raise --val-fraction / --test-fraction")
         _summarize(report, faces, split)
         _write_outputs(report, faces, split, work)
         for name in OUTPUTS:
@@ -208,8 +212,8 @@ def read_udacity_faces(tree, work, report, *, max_upscale, progress=False):
     for i in tqdm(todo, desc="frames", unit="frame", disable=not progress):
         frame = _open_frame(tree, frames.images[i], frames.rows[i])
         width, height = frame.size
-        if _outside(frames.landmarks[i][None], width, height)[0]:
-            reasons[i] = "outside"   # a landmark beyond the frame's border was guessed, and the crop would be padding
+        if _outside(keypoints[i][None], width, height)[0]:
+            reasons[i] = "outside"   # a keypoint beyond the frame's border was guessed, and would sit on padding
             continue
         image, padded = crop_face(frame.convert("L"), scale[i], shift[i])
         digest = hashlib.sha256(image.tobytes()).digest()
@@ -254,6 +258,7 @@ def read_kaggle_faces(tree, work, report, **unused):
     table = read_kaggle_csv(tree, "training.csv")
     report.read = len(table.rows)
     faces = _clean_tables([table], report)
+    faces.splits[:] = -1   # all open: the split is ours
     report.notes.append("Kaggle names nobody, so the split is by face: a person may be in two splits")
     return faces
 
