@@ -11,7 +11,7 @@ export FACIAL_KEYPOINTS_SOURCE ?= ../shared/datasets/facial_keypoints.zip
 export FACIAL_KEYPOINTS_TEST_SOURCE ?= ../shared/datasets/facial_keypoints_test.zip
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test test-fast setup jail-deps browser-deps clean
+.PHONY: demo test test-fast data setup jail-deps browser-deps clean
 
 demo: setup
 	$(PY) solutions/end_to_end.py $(DEMO_ARGS)
@@ -58,6 +58,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip uninstall --quiet --yes rfc3987-syntax
 	$(PY) -P -m grader.kernel_jail install   # -P: not the student copy of exercise_code in this folder
 	touch $@
+
+# The course data from the public Udacity P1 data (README, "Making the course data"): a local zip or folder,
+# or a URL. Then: make demo FACIAL_KEYPOINTS_SOURCE=datasets/built/facial_keypoints.zip \
+#                          FACIAL_KEYPOINTS_TEST_SOURCE=datasets/built/facial_keypoints_test.zip
+UDACITY_DATA ?= https://s3.amazonaws.com/video.udacity-data.com/topher/2018/May/5aea1b91_train-test-data/train-test-data.zip
+data: setup
+	$(PY) -P -m grader dataset --from udacity $(UDACITY_DATA) --out datasets/built $(DATA_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

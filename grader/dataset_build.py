@@ -2,7 +2,7 @@
 Build the course data from public sources, reproducibly: python -m grader dataset.
 
     from grader.dataset_build import build_dataset
-    report = build_dataset(source="train-test-data.zip", kind="udacity", out_dir="build/data", seed=0)
+    report = build_dataset(source="train-test-data.zip", kind="udacity", out_dir="datasets/built", seed=0)
     print("\n".join(report.lines()))
 
 The pipeline, one small step each:
@@ -45,9 +45,11 @@ from .dataset_sources import (DatasetSourceError, SourceTree, open_source, perso
                               read_udacity)
 from .face_crop import OUTPUT_SIZE, REFERENCE_POINTS, crop_face, fit_crop, move_keypoints
 from .ibug_keypoints import ibug_to_kaggle
+from .release import REPO_ROOT
 from .trusted import KEYPOINT_COLUMNS, KEYPOINT_NAMES, DataFormatError, file_sha256, read_keypoints_csv
 
 KINDS = ("udacity", "kaggle", "i2dl")
+DEFAULT_OUT = REPO_ROOT / "datasets" / "built"   # git-ignored, as all data; `make clean` leaves it
 SPLITS = ("training", "val", "test")   # the CSV names, without .csv
 ZIPS = {"facial_keypoints.zip": ("training", "val"), "facial_keypoints_test.zip": ("test",)}
 OUTPUTS = (*ZIPS, "SHA256SUMS", "build.json")
@@ -132,7 +134,7 @@ class BuildReport:
         return out
 
 
-def build_dataset(*, source, kind="udacity", out_dir="build/data", seed=0, val_fraction=0.15, test_fraction=0.12,
+def build_dataset(*, source, kind="udacity", out_dir=DEFAULT_OUT, seed=0, val_fraction=0.15, test_fraction=0.12,
                   max_upscale=2.0, force=False, progress=False):
     """
     Build the course data zips from a public source.

@@ -43,7 +43,7 @@ HOW_TO_GET = (
     f"(or set {SOURCE_ENV} to that path or URL).\n"
     "Instructors: the course data is built from the public Udacity \"Facial Keypoint Detection\" (P1) data, "
     "the data/ folder of https://github.com/udacity/P1_Facial_Keypoints, with\n"
-    "    python -P -m grader dataset --from udacity PATH_OR_URL --out build/data   (or: make data)\n"
+    "    python -P -m grader dataset --from udacity PATH_OR_URL --out datasets/built   (or: make data)\n"
     "which writes facial_keypoints.zip and facial_keypoints_test.zip "
     "(see the README, \"Making the course data\")."
 )
