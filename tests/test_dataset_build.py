@@ -208,7 +208,7 @@ def test_same_seed_gives_the_same_bytes(udacity_dir, built, tmp_path):
 
 
 def test_a_zip_source_gives_the_same_data(udacity_dir, built, tmp_path):
-    """Is the zip of the data folder (as Udacity's train-test-data.zip) read the same as the folder?"""
+    """Is the zip of the data folder (as Udacity's train-test-data.zip), or its URL, read the same as the folder?"""
     source = tmp_path / "train-test-data.zip"
     with zipfile.ZipFile(source, "w") as archive:
         for path in sorted(udacity_dir.rglob("*")):
@@ -216,6 +216,9 @@ def test_a_zip_source_gives_the_same_data(udacity_dir, built, tmp_path):
     from_zip = build_dataset(source=source, kind="udacity", out_dir=tmp_path / "z", val_fraction=0.2,
                              test_fraction=0.2)
     assert from_zip.csv_sha256 == built.csv_sha256
+    from_url = build_dataset(source=source.as_uri(), kind="udacity", out_dir=tmp_path / "u", val_fraction=0.2,
+                             test_fraction=0.2)   # downloaded by the pack's helper, as an https URL would be
+    assert from_url.csv_sha256 == built.csv_sha256
 
 
 # --- the outputs, as the pack reads them ---------------------------------------------------------------------
