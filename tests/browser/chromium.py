@@ -3,12 +3,14 @@ The browser of the browser tests: Debian's Chromium (`apt-get install chromium
 chromium-driver`, which `make setup` does as root), driven by Playwright.
 
 We never run `playwright install`: it downloads browsers of its own. Playwright
-starts the system's Chromium instead (its `executable_path`), headless, and with
-the background traffic of a desktop browser (updates, safe browsing, metrics,
-sync) turned off, so that a test talks to 127.0.0.1 and nothing else.
+starts the system's Chromium instead (its `executable_path`), headless, with the
+background traffic of a desktop browser (updates, safe browsing, metrics, sync)
+turned off, and with no way out: every request but those to 127.0.0.1 goes to a
+proxy that refuses it, so a test never depends on the network and never uses it.
 """
 import os
 import shutil
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,12 +34,9 @@ QUIET_SWITCHES = [
     "--no-default-browser-check",
     "--no-pings",
 ]
-
-
 VIEWPORT = {"width": 1400, "height": 1000}
-LOCAL_SCHEMES = {"file", "data", "blob", "about"}   # a page the test wrote, and what a page makes itself
-# What Chromium logs for each request we refuse (page.blocked has them all).
-BLOCKED_CONSOLE = "Failed to load resource: net::ERR_BLOCKED_BY_CLIENT"
+# Chromium's error for a request the dead proxy refused (see launch); the console logs one per request.
+REFUSED = "net::ERR_PROXY_CONNECTION_FAILED"
 
 
 def find_executable():
@@ -58,34 +57,47 @@ def launch_switches():
 
 
 def launch(playwright, executable):
-    """Start Chromium headless with Playwright; returns Playwright's Browser."""
-    return playwright.chromium.launch(executable_path=executable, headless=True, args=launch_switches())
+    """
+    Start Chromium headless with Playwright; returns Playwright's Browser.
+
+    Its proxy is a port of 127.0.0.1 that we hold but never listen on: connecting to it is
+    refused at once. 127.0.0.1 and localhost bypass it (named: Playwright sends loopback through
+    a proxy unless told), so our servers are reached and everything else fails, DNS included
+    (the proxy would resolve names). This is done in the browser, not with page.route: a route's handler
+    runs in this Python process, only while it is inside a Playwright call, so a request
+    would wait for as long as the test sleeps.
+    """
+    dead_end = socket.socket()
+    dead_end.bind(("127.0.0.1", 0))   # bound, never listening: connections are refused
+    browser = playwright.chromium.launch(executable_path=executable, headless=True, args=launch_switches(),
+                                         proxy={"server": f"http://127.0.0.1:{dead_end.getsockname()[1]}",
+                                                "bypass": "127.0.0.1,localhost"})
+    browser.dead_end = dead_end   # held open while the browser runs
+    return browser
+
+
+def is_local(url):
+    """Whether a URL is one of ours: a server on 127.0.0.1, a file the test wrote, or what a page makes."""
+    parts = urlsplit(url)
+    return parts.scheme in ("file", "data", "blob", "about") or parts.hostname in ("127.0.0.1", "localhost")
 
 
 def new_page(browser, viewport=VIEWPORT):
     """
-    A page in a fresh browser context (no cookies of another test) that loads nothing but
-    127.0.0.1 and local files: any other request is refused, so a test never depends on the network.
+    A page in a fresh browser context (no cookies of another test).
 
     The page records what went wrong, for the test to check:
     - page.errors: JavaScript errors the page raised, and errors it logged to the console
-    - page.blocked: the URLs of the requests refused (a CDN's script, say)
+      (but the "Failed to load resource" of a refused request, which page.blocked has)
+    - page.blocked: the URLs it asked for outside 127.0.0.1 (a CDN's script, say), all refused
     Close it with page.context.close().
     """
     context = browser.new_context(viewport=viewport)
     page = context.new_page()
     page.errors, page.blocked = [], []
-
-    def local_only(route):
-        url = urlsplit(route.request.url)
-        if url.scheme in LOCAL_SCHEMES or url.hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            page.blocked.append(route.request.url)
-            route.abort("blockedbyclient")
-    context.route("**/*", local_only)
+    page.on("requestfailed", lambda request: is_local(request.url) or page.blocked.append(request.url))
     page.on("pageerror", lambda error: page.errors.append(f"uncaught: {error}"))
-    page.on("console", lambda message: message.type == "error" and not message.text.startswith(BLOCKED_CONSOLE)
+    page.on("console", lambda message: message.type == "error" and REFUSED not in message.text
             and page.errors.append(f"console: {message.text}"))
     return page
 
