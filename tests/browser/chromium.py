@@ -16,8 +16,10 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-INSTALL_HINT = ("apt-get install chromium chromium-driver (as root; `make setup` does it), "
-                "and pip install -e '.[dev]' -c constraints.txt for Playwright")
+# What to install, for the message of a skipped test.
+INSTALL = {"Chromium": "as root, apt-get install chromium chromium-driver (`make setup` does it)",
+           "Playwright": "pip install -e '.[dev]' -c constraints.txt (never `playwright install`: we use the "
+                         "system's Chromium)"}
 # Looked for in this order; $CHROMIUM names another build (a path or a command).
 EXECUTABLES = ("chromium", "chromium-browser")
 # A browser that only loads what the test asks for. Chromium's own list of these switches:

@@ -11,14 +11,14 @@ import re
 
 import pytest
 
-from chromium import INSTALL_HINT, check_not_blank, find_executable, launch, new_page
+from chromium import INSTALL, check_not_blank, find_executable, launch, new_page
 from grader.release import REPO_ROOT
 
 SCREENSHOTS = REPO_ROOT / "build" / "browser"   # git-ignored, like all of build/
 
 
 def _missing(what):
-    message = f"The browser tests need {what}: {INSTALL_HINT}"
+    message = f"The browser tests need {what}: {INSTALL[what]}"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
