@@ -171,7 +171,7 @@ def test_generate_in_the_formgrader_releases_no_instructor_model(course, generat
     assert f"Successfully created the student version of '{ASSIGNMENT}'" in generated["text"]
     release = course / "course" / "release" / ASSIGNMENT
     assert sorted(p.name for p in release.glob("*.ipynb")) == ["1_facial_keypoints.ipynb", "2_spatial_batchnorm.ipynb"]
-    instructor_model = (course / "solutions" / ASSIGNMENT / MODEL_ENTRY).read_bytes()
+    instructor_model = (course / "solutions" / ASSIGNMENT / MODEL_ENTRY).read_bytes()   # still in the source
     assert not (release / MODEL_ENTRY).parent.exists()
     for path in release.rglob("*"):
         assert not (path.is_file() and path.read_bytes() == instructor_model), path
