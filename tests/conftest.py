@@ -21,9 +21,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 # The longest test files, longest first. `make test` hands whole files to its two test processes in the
 # order collected (--dist loadfile --no-loadscope-reorder): a long file left for the end would run alone.
-LONGEST_FIRST = ["grading/test_nbgrader_course.py", "test_main_job.py", "test_notebooks.py",
-                 "grading/test_grader_scenarios.py", "grading/test_class_autograde.py", "grading/test_cluster.py",
-                 "grading/test_hostile_students.py", "grading/test_trusted_checks.py", "grading/test_grader_cli.py"]
+LONGEST_FIRST = ["grading/test_nbgrader_course.py", "browser/test_student_notebook.py", "browser/test_formgrader.py",
+                 "test_main_job.py", "test_notebooks.py", "grading/test_grader_scenarios.py",
+                 "grading/test_gradescope.py", "grading/test_class_report.py", "grading/test_prairielearn.py",
+                 "grading/test_class_autograde.py", "grading/test_cluster.py", "grading/test_hostile_students.py",
+                 "grading/test_trusted_checks.py", "grading/test_user_isolation.py", "grading/test_grader_cli.py"]
 
 
 def pytest_collection_modifyitems(items):
