@@ -134,3 +134,17 @@ def solved_workspace():
         shutil.copytree(SOLUTION_NOTEBOOKS, dest / SOLUTION_NOTEBOOKS.name, ignore=ignore)
         return dest
     return make
+
+
+@pytest.fixture(scope="session")
+def isolation():
+    """The isolation grade() and autograde use by default: the jail. Where it cannot start, tests that
+    grade are skipped (the grader would refuse), but never in CI, which must prove the jail works."""
+    from grader.sandbox import IsolationError, detect_isolation
+
+    try:
+        return detect_isolation()
+    except IsolationError as error:
+        if os.environ.get("CI"):
+            pytest.fail(str(error))
+        pytest.skip(str(error))

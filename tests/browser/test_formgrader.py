@@ -30,7 +30,6 @@ from exercise_code.networks import KeypointModel
 from exercise_code.util.model_files import save_model
 from exercise_code.util.submission import MODEL_ENTRY, create_submission_zip
 from grader.release import ASSIGNMENT, REPO_ROOT, SOLUTION_NOTEBOOKS, run_nbgrader
-from grader.sandbox import IsolationError, detect_isolation
 from chromium import new_page
 from lab_server import LabServer
 
@@ -49,17 +48,6 @@ STUDENTS = ("alice", "bob")
 # The manual grading page loads MathJax from a CDN (nbconvert's template), which our browser refuses
 # (chromium.new_page): its formulas stay TeX source, and formgrade.js's one call to MathJax fails.
 OFFLINE = {"errors": {"uncaught: MathJax is not defined"}, "hosts": {"cdnjs.cloudflare.com"}}
-
-
-@pytest.fixture(scope="module")
-def isolation():
-    """Autograde needs the jail; where it cannot start the test is skipped, never in CI."""
-    try:
-        return detect_isolation()
-    except IsolationError as error:
-        if os.environ.get("CI"):
-            pytest.fail(str(error))
-        pytest.skip(str(error))
 
 
 @pytest.fixture(scope="module")

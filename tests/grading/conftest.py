@@ -13,7 +13,6 @@ from filelock import FileLock
 import grader.results
 from exercise_code.util.model_files import load_model, save_model
 from grader.platforms.gradescope_results import InvalidResults, check_results
-from grader.sandbox import IsolationError, detect_isolation
 from grading_scenarios import trained_model
 
 TEST_ROWS = 64   # faces of the hidden split the tests grade on: enough to score, quick to predict
@@ -90,18 +89,6 @@ def valid_model(train_set, tmp_path_factory):
         if not path.exists():
             save_model(trained_model(train_set), path)
     return load_model(path).eval()
-
-
-@pytest.fixture(scope="session")
-def isolation():
-    """The isolation grade() uses by default: the jail. Where it cannot start, tests that grade are
-    skipped (the grader would refuse), but never in CI, which must prove the jail works."""
-    try:
-        return detect_isolation()
-    except IsolationError as error:
-        if os.environ.get("CI"):
-            pytest.fail(str(error))
-        pytest.skip(str(error))
 
 
 @pytest.fixture
