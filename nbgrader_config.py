@@ -37,14 +37,13 @@ c.ZipCollectApp.downloaded_directory = "course/downloaded"
 
 
 def make_course_folder(**_):
-    """sqlite creates the gradebook, not its folder. On a fresh clone the formgrader's lists
-    (and `nbgrader db ...`) would fail, and sit on "Loading, please wait..." for ever, until
-    course/ exists: so it is made when this config is read, and again before every convert
-    (in case it was removed meanwhile)."""
+    """sqlite creates the gradebook, not its folder: nbgrader calls this before it converts
+    (and so before it opens the gradebook). On a fresh clone, generate_assignment is the
+    first command, from the command line or the formgrader; `nbgrader db ...` or the
+    formgrader's lists before it find no course/ yet, and the formgrader then shows
+    "Loading, please wait..." for ever (mkdir course; the README says so). Reading this
+    config never creates anything (tests/grading/test_nbgrader_config.py)."""
     (HERE / "course").mkdir(exist_ok=True)
-
-
-make_course_folder()
 
 c.BaseConverter.pre_convert_hook = make_course_folder
 # generate_assignment copies every other file of the source folder into the release: an

@@ -44,8 +44,7 @@ HOW_TO_GET = (
     "Instructors: the course data is built from the public Udacity \"Facial Keypoint Detection\" (P1) data, "
     "the data/ folder of https://github.com/udacity/P1_Facial_Keypoints, with\n"
     "    python -P -m grader dataset --from udacity PATH_OR_URL --out datasets/built   (or: make data)\n"
-    "which writes facial_keypoints.zip and facial_keypoints_test.zip "
-    "(see the README, \"Making the course data\")."
+    "which writes the course's data zips (see the README, \"Making the course data\")."
 )
 
 
