@@ -32,7 +32,7 @@ from .pipeline import Context, finish, grader_failed
 from .points import PointsRule
 from .results import PREDICTIONS, read_result, write_gradebook, write_json_atomic
 from .sandbox import IsolationError, detect_isolation, exposed_paths
-from .trusted import PACKAGE, DataFormatError, file_sha256, pixels_to_unit, read_keypoints_csv
+from .trusted import PACKAGE, DataFormatError, atomic_file, file_sha256, pixels_to_unit, read_keypoints_csv
 from .unpack import find_submission_root, holds_submission, submission_sha256
 
 # The instructors' hidden test zip, by name: its SHA-256 (kept out of the student package).
@@ -97,8 +97,9 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
         warnings.warn(f"Grading with isolation 'none', as asked: {DESCRIPTIONS['none']}.")
     test_csv = test_csv_path(test_data)
     out_dir = _writable_dir(out_dir)
-    _keep_private(isolation, test_csv=test_csv, out_dir=out_dir)
     named = _select_shard(find_submissions(submissions), shard)
+    _keep_private(isolation, test_csv=test_csv, out_dir=out_dir,
+                  **{f"submission {name}": Path(path).resolve() for name, path in named})
     # A result is reused only for the same hidden data, points rule, limits, isolation and grader version,
     # and only for the same submission content.
     settings = {"test_sha256": file_sha256(test_csv), "points": points.as_dict(), "isolation": isolation,
@@ -166,10 +167,8 @@ def save_predictions(out_dir, name, predictions):
         path.unlink(missing_ok=True)
         return
     path.parent.mkdir(exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "wb") as f:
+    with atomic_file(path) as f:
         np.save(f, np.asarray(predictions, dtype=np.float32).reshape(len(predictions), -1))
-    partial.replace(path)
 
 
 def find_submissions(paths):
@@ -293,8 +292,8 @@ def _writable_dir(out_dir):
 
 def _keep_private(isolation, **paths):
     """Refuse to run if the worker could read the hidden labels or the results: in the jail, if they are
-    in a folder it shows; as another user ("user"), if a stranger's uid can read them or the grader's
-    own files (the solutions among them), tried for real."""
+    in a folder it shows; as another user ("user"), if a stranger's uid can read them, the grader's
+    own files (the solutions among them) or the submissions (a classmate's), tried for real."""
     for exposed in map(Path, exposed_paths(isolation)):
         for what, path in paths.items():
             if path.is_relative_to(exposed.resolve()):

@@ -236,7 +236,8 @@ def predict_on_worker(payload, filename, images, spec):
     isolation = detect_isolation(spec.isolation)
     with tempfile.TemporaryDirectory(prefix="grader-task-", dir=spec.scratch) as scratch:
         scratch = Path(scratch)
-        (scratch / "submission").mkdir()
+        scratch.chmod(0o711)   # isolation "user": the worker's uid passes through to its own folder ...
+        (scratch / "submission").mkdir(mode=0o700)   # ... but never reads the submission as sent
         source = scratch / "submission" / Path(filename).name
         source.write_bytes(payload)
         images_path = scratch / "images.npy"

@@ -53,7 +53,6 @@ DEFAULT_OUT = REPO_ROOT / "datasets" / "built"   # git-ignored, as all data; `ma
 SPLITS = ("training", "val", "test")   # the CSV names, without .csv
 ZIPS = {"facial_keypoints.zip": ("training", "val"), "facial_keypoints_test.zip": ("test",)}
 OUTPUTS = (*ZIPS, "SHA256SUMS", "build.json")
-KEYPOINT_MIN, KEYPOINT_MAX = -0.5, OUTPUT_SIZE - 0.5   # the image under the pixel-index convention
 
 # Why a face is left out, in the order we check; each face counts once, for the first that applies.
 DROP_REASONS = {

@@ -37,7 +37,8 @@ from .api import GradingConfigError, find_submissions, test_csv_path
 from .messages import TITLES
 from .points import PointsRule
 from .results import LEADERBOARD_MAX, PREDICTIONS, read_results, write_text_atomic
-from .trusted import KEYPOINT_NAMES, DataFormatError, keypoint_errors, pixels_to_unit, read_keypoints_csv
+from .trusted import (KEYPOINT_NAMES, DataFormatError, keypoint_errors, pixels_to_unit, read_keypoints_csv,
+                      unit_to_pixels)
 
 BEST_MODELS = 3         # models shown in the keypoint table and on the faces
 FACES = 6               # hidden faces drawn: half the best model's hardest, half spread over the split
@@ -314,7 +315,7 @@ def result_keypoint_errors(graded, result):
 
 def face_errors(predicted, targets):
     """Mean distance in pixels between predicted (N, 15, 2) unit coordinates and targets (N, 15, 2) pixels: (N,)."""
-    pixels = predicted * 48 + 48   # unit_to_pixels
+    pixels = unit_to_pixels(predicted)
     return np.linalg.norm(pixels - targets, axis=2).mean(axis=1)
 
 

@@ -33,7 +33,8 @@ import numpy as np
 
 from .release import BEGIN, strip_solutions
 from .trusted import MAX_FILE_BYTES, MODEL_ENTRY, PACKAGE
-from .unpack import find_submission_root
+from .errors import CheckFailed
+from .unpack import MAX_FILES, check_zip_size, find_submission_root
 
 # The files students edit: those of the solved package with solution regions (read once, at import).
 EDITED_FILES = sorted(f"exercise_code/{path.relative_to(PACKAGE).as_posix()}" for path in PACKAGE.rglob("*.py")
@@ -243,9 +244,11 @@ def _imported_names(tokens):
 
 
 def _is_docstring(tokens, index):
-    """Whether the string at index is a statement by itself (a docstring, or a string left as a comment)."""
-    before = next((t for t in reversed(tokens[:index]) if t.type not in (tokenize.NL, tokenize.COMMENT)), None)
-    after = next((t for t in tokens[index + 1:] if t.type not in (tokenize.NL, tokenize.COMMENT)), None)
+    """Whether the string at index is a statement by itself (a docstring, or a string left as a comment).
+    Walks outward from index (no copies of the token list: a file of many strings stays linear)."""
+    skip = (tokenize.NL, tokenize.COMMENT)
+    before = next((tokens[i] for i in range(index - 1, -1, -1) if tokens[i].type not in skip), None)
+    after = next((tokens[i] for i in range(index + 1, len(tokens)) if tokens[i].type not in skip), None)
     starts = before is None or before.type in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
     return starts and (after is None or after.type in (tokenize.NEWLINE, tokenize.ENDMARKER))
 
@@ -265,19 +268,24 @@ def read_submission_file(source, path, limit):
     source = Path(source)
     try:
         if source.is_dir():
+            top = source.resolve()
             root = find_submission_root(source).resolve()
-            target = (root / path).resolve()   # no symlink out of the submission
-            if not (target.is_relative_to(root) and target.is_file() and target.stat().st_size <= limit):
+            target = (root / path).resolve()   # no symlink out of the submission, at any depth
+            if not (root.is_relative_to(top) and target.is_relative_to(top) and target.is_file()
+                    and target.stat().st_size <= limit):
                 return None
             return target.read_bytes()
+        check_zip_size(source)   # the limits grading puts on a zip, before its index is read
         with zipfile.ZipFile(source) as archive:
+            if len(archive.infolist()) > MAX_FILES:
+                return None
             info = _zip_entry(archive, path)
             if info is None or info.file_size > limit or info.flag_bits & 0x1:
                 return None
             with archive.open(info) as f:
                 data = f.read(limit + 1)   # the header's size may lie
             return data if len(data) <= limit else None
-    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, NotImplementedError, EOFError):
+    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, NotImplementedError, EOFError, CheckFailed):
         return None
 
 

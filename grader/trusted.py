@@ -16,7 +16,7 @@ from pathlib import Path
 from exercise_code import layers as reference_layers   # the solution of the optional part
 from exercise_code.evaluation import keypoint_errors, keypoint_score
 from exercise_code.gradient_check import rel_error
-from exercise_code.keypoints import KEYPOINT_COLUMNS, KEYPOINT_NAMES, pixels_to_unit
+from exercise_code.keypoints import KEYPOINT_COLUMNS, KEYPOINT_NAMES, pixels_to_unit, unit_to_pixels
 from exercise_code.util.atomic_file import atomic_file
 from exercise_code.util.cache import file_sha256
 from exercise_code.util.csv_reader import DataFormatError, read_keypoints_csv
@@ -39,5 +39,5 @@ __all__ = [
     "ASSIGNMENT", "DataFormatError", "KEYPOINT_COLUMNS", "KEYPOINT_NAMES", "LEFT_OUT_DIRS", "MAX_FILE_BYTES", "MAX_PARAMETERS",
     "MODEL_ENTRY", "ModelFileError", "atomic_file", "count_saved_parameters", "file_sha256", "file_size_problem",
     "keypoint_errors", "keypoint_score", "parameter_problem", "pixels_to_unit", "read_keypoints_csv", "read_model_file", "reference_layers",
-    "rel_error", "submission_files",
+    "rel_error", "submission_files", "unit_to_pixels",
 ]

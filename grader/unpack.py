@@ -58,7 +58,7 @@ def unpack(source, dest):
     dest.chmod(0o755)   # readable by the worker's user, whatever our umask
     if source.is_dir():
         return _write_all(_folder_entries(source), dest)
-    _check_zip_size(source)
+    check_zip_size(source)
     if not zipfile.is_zipfile(source):
         with open(source, "rb") as f:
             start = f.read(8)
@@ -103,7 +103,7 @@ def pack(source):
     """
     source = Path(source)
     if not source.is_dir():
-        _check_zip_size(source)   # read whole into memory, and sent: bounded first
+        check_zip_size(source)   # read whole into memory, and sent: bounded first
         return source.read_bytes()
     entries = _folder_entries(source)
     if not entries:
@@ -193,7 +193,7 @@ def _folder_entries(folder):
     return entries
 
 
-def _check_zip_size(source):
+def check_zip_size(source):
     """A zip file larger than its files may add up to holds junk besides them (say, 5 GB of it)."""
     size = source.stat().st_size
     if size > MAX_TOTAL_BYTES:

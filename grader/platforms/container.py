@@ -12,23 +12,24 @@ code runs:
   recorded in the result, isolation "user" (Docker's default seccomp profile
   refuses the namespaces the jail needs; see grader/jail.py);
 - grade_one() finds the submission (the uploaded zip, or its files) and grades
-  it with grader.api.grade, into a folder of root's.
-
-The adapters then write the platform's results file, always: a crash of ours
-becomes a result that says so (see crash_message), never a missing file.
+  it with grader.api.grade, into a folder of root's;
+- always_a_result() writes the platform's results file, always: nothing to
+  grade, or a crash of ours, becomes a result that says so, never a missing file.
 """
 import json
-import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
 from .. import jail
 from ..api import GradingConfigError, grade, test_csv_path
 from ..points import PointsRule
+from ..results import write_json_atomic
 from ..trusted import DataFormatError, read_keypoints_csv
 from ..unpack import find_submission_root, holds_submission
 
@@ -209,11 +210,30 @@ def crash_message(error):
             "work). Please submit again later; if it happens again, tell your instructor."), details
 
 
-def write_json(path, data):
-    """Write data as JSON to path atomically (a reader sees the old file or the whole new one), root's alone."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, allow_nan=False)
-    os.replace(temporary, path)
+def always_a_result(grade, message_result, path, no_submission_hint=""):
+    """
+    The platforms' contract: exactly one results file, whatever happens.
+
+    Inputs:
+    - grade: Function () -> the platform's results (a dict) of the graded submission
+    - message_result: Function (text, elapsed_s) -> the platform's results with no grade, only a message:
+      used when there is nothing to grade (NoSubmission: the text says what to upload) and when the
+      grader failed (crash_message; its traceback goes to stderr, the job's log, for instructors only)
+    - path: Where the results file goes (written atomically; its folder is made)
+    - no_submission_hint: Added to the message when there is nothing to grade
+
+    Returns:
+    - The results written, as a dict
+    """
+    start = time.monotonic()
+    try:
+        data = grade()
+    except NoSubmission as error:
+        data = message_result(f"{error} {no_submission_hint}".strip(), time.monotonic() - start)
+    except Exception as error:   # ours, never the student's
+        message, details = crash_message(error)
+        print(details, file=sys.stderr)
+        data = message_result(message, time.monotonic() - start)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, data)
+    return data

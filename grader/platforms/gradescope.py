@@ -24,21 +24,21 @@ The grader's log (stdout) is for instructors only.
 import json
 import math
 import stat
-import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
 from ..api import GradingConfigError
 from ..messages import TITLES
 from ..points import PointsRule
-from .container import (SETTINGS_FILE, NoSubmission, choose_isolation, copy_pack, crash_message, grade_one,
-                        grading_settings, lock_down, pinned_versions, read_settings, requirements_text, template,
-                        write_json)
+from ..trusted import atomic_file
+from .container import (SETTINGS_FILE, always_a_result, choose_isolation, copy_pack, crash_message, grade_one,
+                        grading_settings, lock_down, pinned_versions, read_settings, requirements_text, template)
 from .gradescope_results import check_results
 
 VISIBILITY = ("visible", "after_due_date", "after_published", "hidden")
+SCORE_LATER = ("Your submission was graded. The checks of your upload are below; your score on the hidden test "
+               "set is shown {when}.")
 START_UP_S = 240   # beyond the worker's timeout: pip-less start, torch import, unpacking, the checks
 
 
@@ -77,8 +77,7 @@ def build_autograder(*, test_data, out, timeout_s=120, memory_mb=1536, max_point
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as staging:
         pack = copy_pack(Path(staging) / "pack")
-        partial = out.with_name(f".{out.name}.partial")
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+        with atomic_file(out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
             for name, text in scripts.items():   # executable, LF line endings (Gradescope runs dos2unix anyway)
                 _add(archive, name, text.encode(), 0o755)
             _add(archive, "requirements.txt", requirements_text(pins).encode())
@@ -89,7 +88,6 @@ def build_autograder(*, test_data, out, timeout_s=120, memory_mb=1536, max_point
                 if path.is_file():
                     archive.write(path, f"pack/{path.relative_to(pack).as_posix()}")
             count = len(archive.namelist())
-        partial.replace(out)
     return out, count
 
 
@@ -104,12 +102,13 @@ def run(root="/autograder"):
     Returns:
     - The results.json written, as a dict
     """
-    root, start = Path(root), time.monotonic()
+    root = Path(root)
     source = root / "source"
-    try:
-        # Before any student code: the grader, the hidden data, the student's identity and the results
-        # are root's alone (the student's code runs as another user where the jail cannot start).
-        lock_down(source, root / "submission_metadata.json", root / "results")
+
+    def graded():
+        # Before any student code: the grader, the hidden data, the upload, the student's identity and the
+        # results are root's alone (the student's code runs as another user where the jail cannot start).
+        lock_down(source, root / "submission", root / "submission_metadata.json", root / "results")
         settings = read_settings(source)
         result = grade_one(root / "submission", source / "hidden" / "test.csv", name=student_name(root),
                            settings=settings, isolation=choose_isolation())
@@ -117,14 +116,9 @@ def run(root="/autograder"):
         check_results(data)
         print(f"Graded {result['extra_data']['submission']}: {result['score']} points "
               f"(isolation {result['extra_data'].get('isolation')}).")
-    except NoSubmission as error:
-        data = message_only(str(error), time.monotonic() - start)
-    except Exception as error:   # ours, never the student's: the student reads that, the log has why
-        message, details = crash_message(error)
-        print(details, file=sys.stderr)
-        data = message_only(message, time.monotonic() - start)
-    write_json(root / "results" / "results.json", data)
-    return data
+        return data
+
+    return always_a_result(graded, message_only, root / "results" / "results.json")
 
 
 def with_visibility(result, score_visibility):
@@ -138,6 +132,9 @@ def with_visibility(result, score_visibility):
             errors = result["extra_data"].get("keypoint_errors_px")
             if errors:
                 test["output"], test["output_format"] = markdown_score(test["output"], errors), "md"
+    if score_visibility != "visible":   # the summary and the leaderboard would show the score at once
+        data.pop("leaderboard", None)
+        data["output"] = SCORE_LATER.format(when=score_visibility.replace("_", " "))
     return data
 
 

@@ -31,8 +31,6 @@ is named "submission"; it is locked down like the hidden data, never read.
 import base64
 import json
 import shutil
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -41,9 +39,8 @@ from ..jail import DESCRIPTIONS
 from ..keypoint_chart import keypoint_error_chart
 from ..messages import TITLES
 from ..points import PointsRule
-from .container import (SETTINGS_FILE, NoSubmission, choose_isolation, copy_pack, crash_message, grade_one,
-                        grading_settings, lock_down, pinned_versions, read_settings, requirements_text, template,
-                        write_json)
+from .container import (SETTINGS_FILE, always_a_result, choose_isolation, copy_pack, grade_one, grading_settings,
+                        lock_down, pinned_versions, read_settings, requirements_text, template)
 
 PACK_FOLDER = "facial_keypoints"          # the pack's folder in the course's serverFilesCourse/
 QUESTION_FOLDER = "facial_keypoints"      # the example question's folder in the course's questions/
@@ -126,14 +123,14 @@ def run(root="/grade"):
     Returns:
     - The results.json written, as a dict
     """
-    root, start = Path(root), time.monotonic()
-    results = root / "results" / "results.json"
-    try:
-        results.parent.mkdir(parents=True, exist_ok=True)   # PrairieLearn does not make it
-        # Before any student code: the grader, the hidden data (also in PrairieLearn's deprecated copy,
-        # shared/), the submitted answers and the results are root's alone (the student's code runs as
-        # another user where the jail cannot start).
-        lock_down(*(root / name for name in ("serverFilesCourse", "shared", "tests", "data", "results")))
+    root = Path(root)
+
+    def graded():
+        # Before any student code: everything PrairieLearn put here is root's alone: the grader, the hidden
+        # data (also in its deprecated copy, shared/), the upload, the submitted answers (data/), the results
+        # (the student's code runs as another user where the jail cannot start).
+        (root / "results").mkdir(parents=True, exist_ok=True)   # PrairieLearn does not make it
+        lock_down(*root.iterdir())
         pack = root / "serverFilesCourse" / PACK_FOLDER
         settings = read_settings(pack)
         result = grade_one(root / "student", pack / "hidden" / "test.csv", name="submission", settings=settings,
@@ -141,15 +138,10 @@ def run(root="/grade"):
         data = to_prairielearn(result)
         print(f"Graded: score {data['score']:.4f}, {result['score']:g} of {result['extra_data']['max_points']:g} "
               f"points (isolation {result['extra_data'].get('isolation')}).")
-    except NoSubmission as error:
-        data = not_gradable(f"{error} {UPLOAD_HINT}", time.monotonic() - start)
-    except Exception as error:   # ours, never the student's: the student reads that, the job's log has why
-        message, details = crash_message(error)
-        print(details, file=sys.stderr)
-        data = not_gradable(message, time.monotonic() - start)
-    data = fit_size(data)
-    write_json(results, data)
-    return data
+        return fit_size(data)
+
+    return always_a_result(graded, lambda text, elapsed_s: fit_size(not_gradable(text, elapsed_s)),
+                           root / "results" / "results.json", no_submission_hint=UPLOAD_HINT)
 
 
 def to_prairielearn(result):
@@ -172,7 +164,7 @@ def to_prairielearn(result):
         lines = (row["output"] or "").strip().splitlines() or [""]
         tests.append({"name": row["name"], "description": "Passed." if row["status"] == "passed" else "Failed.",
                       "points": row["score"], "max_points": row["max_score"], "message": lines[0][:MESSAGE_CHARS],
-                      "output": "\n".join(lines[1:]) if len(lines) > 1 else ""})
+                      "output": "\n".join(lines[1:])})
     unpack_failed = any(row["name"] == TITLES["unpack"] and row["status"] == "failed" for row in result["tests"])
     gradable = not unpack_failed and not extra.get("grader_error")
     isolation = extra.get("isolation")
@@ -208,8 +200,10 @@ def fit_size(data, limit=MAX_RESULTS_BYTES):
     while True:
         fitted = dict(data, output=_cut(data.get("output", ""), budget),
                       tests=[dict(test, output=_cut(test.get("output", ""), budget)) for test in data.get("tests", [])])
-        if len(json.dumps(fitted, allow_nan=False).encode()) < limit or budget < 100:
+        if len(json.dumps(fitted, allow_nan=False).encode()) < limit:
             return fitted
+        if budget < 100:   # not the texts: a crash of ours, whose short result fits (always_a_result)
+            raise ValueError(f"the results stay over {limit} bytes with every text cut")
         budget //= 2
 
 

@@ -314,3 +314,20 @@ def test_reads_a_zipped_folder(tmp_path):
     assert similarity.read_submission_file(path, MODEL_ENTRY, 100) == b"weights"
     assert similarity.read_submission_file(path, MODEL_ENTRY, 3) is None
     assert similarity.read_submission_file(path, "exercise_code/layers.py", 100) is None
+
+
+def test_a_submission_folder_cannot_point_the_report_outside_it(tmp_path):
+    """A submission folder whose only subfolder is a symlink elsewhere: the report reads nothing there."""
+    from grader.similarity import read_submission_file
+
+    outside = tmp_path / "outside" / "models"
+    outside.mkdir(parents=True)
+    (outside / "keypoint_model.pt").write_bytes(b"someone else's file")
+    submission = tmp_path / "submission"
+    submission.mkdir()
+    (submission / "wrapper").symlink_to(tmp_path / "outside")
+    assert read_submission_file(submission, "models/keypoint_model.pt", 1000) is None
+    (submission / "wrapper").unlink()
+    (submission / "models").mkdir()
+    (submission / "models" / "keypoint_model.pt").symlink_to(outside / "keypoint_model.pt")
+    assert read_submission_file(submission, "models/keypoint_model.pt", 1000) is None

@@ -116,9 +116,11 @@ def test_a_valid_zip_is_graded(autograder_zip, workspace, tmp_path):
     assert data["extra_data"]["submission"] == "ada_example.edu"
     assert data["extra_data"]["isolation"] == "jail"
     assert row(data, "score")["visibility"] == "after_due_date" and row(data, "unpack")["visibility"] == "visible"
+    shown = json.dumps({key: value for key, value in data.items() if key not in ("tests", "extra_data")})
+    assert "leaderboard" not in data and "1/(2*MSE)" not in shown and "after due date" in data["output"]
     assert data["stdout_visibility"] == "hidden" and isinstance(data["execution_time"], int)
     for path in [root / "source" / "hidden" / "test.csv", root / "source" / "pack" / "grader",
-                 root / "submission_metadata.json", root / "results" / "results.json"]:
+                 root / "submission", root / "submission_metadata.json", root / "results"]:
         assert path.stat().st_mode & 0o077 == 0, path
 
 
@@ -147,7 +149,7 @@ def test_a_timed_out_submission_is_stopped(hidden_subset, valid_model, tmp_path)
     patch_forward(work, "import time\ntime.sleep(600)\nreturn out")
     data, _ = run_autograder(lay_out(tmp_path / "autograder", autograder, work))
     assert data["score"] == 0.0
-    assert "8 s" in row(data, "predictions")["output"] or "time" in row(data, "predictions")["output"]
+    assert "did not finish within the time limit of 8 s" in row(data, "predictions")["output"]
 
 
 def test_a_missing_submission_says_what_to_upload(autograder_zip, tmp_path):

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def grade_tree(root, build, student_files=(), settings=None):
     - root, as a Path
     """
     root = Path(root)
-    root.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)
     for folder in ("serverFilesCourse", "shared"):   # shared/: PrairieLearn's deprecated copy of serverFilesCourse/
         subprocess.run(["cp", "-a", str(build / "serverFilesCourse"), str(root / folder)], check=True)
     if settings:
@@ -96,7 +97,8 @@ def read_results(root, by_entrypoint=False):
         assert 0 <= test["points"] <= test["max_points"] or test["max_points"] == 0
         assert {"name", "description", "message", "output"} <= test.keys()
     modes = (path.parent.stat().st_mode & 0o777, path.stat().st_mode & 0o777)
-    assert modes == ((0o755, 0o644) if by_entrypoint else (0o700, 0o600))
+    assert modes == ((0o755, 0o644) if by_entrypoint else (0o700, 0o644))   # before the entrypoint opens it,
+    # the folder is root's alone (lock_down), so no other uid reaches the file
     return data
 
 
@@ -290,7 +292,9 @@ def test_entrypoint_without_the_jail_keeps_the_hidden_data_from_the_student(buil
     tools.mkdir()
     for tool in ("bash", "mkdir", "chmod", "rm", "cat", "timeout", "prlimit", "setpriv"):
         (tools / tool).symlink_to(shutil.which(tool))
-    root = tmp_path / "grade"
+    # /grade where anyone may pass (pytest's own folders are root's alone): only lock_down keeps the spy out
+    root = Path(tempfile.mkdtemp(prefix="pl-grade-"))
+    root.chmod(0o755)
     secrets = [root / folder / prairielearn.PACK_FOLDER / "hidden" / "test.csv" for folder in ("serverFilesCourse",
                                                                                                  "shared")]
     secrets += [root / "data" / "data.json", root / "serverFilesCourse" / prairielearn.PACK_FOLDER / "settings.json"]
@@ -299,11 +303,16 @@ def test_entrypoint_without_the_jail_keeps_the_hidden_data_from_the_student(buil
                              "    try:\n        open(path).read(1)\n    except OSError:\n        continue\n"
                              "    return out * float('nan')\nreturn out")
     spy = zip_folder(workspace, tmp_path / "spy.zip")
-    grade_tree(root, build, [("submission.zip", spy.read_bytes())])
-    run = subprocess.run([str(build / "image" / "grade-facial-keypoints")], capture_output=True, text=True,
-                         timeout=600, cwd=tmp_path, env={"PATH": str(tools), "GRADER_ROOT": str(root),
-                                                         "GRADER_PYTHON": VENV_PYTHON, "OMP_NUM_THREADS": "1"})
-    assert run.returncode == 0, run.stderr
-    data = read_results(root, by_entrypoint=True)
+    try:
+        grade_tree(root, build, [("submission.zip", spy.read_bytes())])
+        subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)   # as a course repository checks out
+        assert all(path.stat().st_mode & 0o004 for path in secrets)   # readable to anyone, until locked
+        run = subprocess.run([str(build / "image" / "grade-facial-keypoints")], capture_output=True, text=True,
+                             timeout=600, cwd=tmp_path, env={"PATH": str(tools), "GRADER_ROOT": str(root),
+                                                             "GRADER_PYTHON": VENV_PYTHON, "OMP_NUM_THREADS": "1"})
+        assert run.returncode == 0, run.stderr
+        data = read_results(root, by_entrypoint=True)
+    finally:
+        shutil.rmtree(root)
     assert data["isolation"] == "user", data
     assert data["gradable"] is True and data["score"] == 1.0, data["message"]

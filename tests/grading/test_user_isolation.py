@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="is
 
 # What the spy does at import, wherever its code runs; it reports one JSON line on stderr.
 SPY = r'''
-import json, os, subprocess, sys
+import json, os, subprocess, sys, time
 
 def _spy(targets, marker):
     report = {"uid": os.getuid(), "read": [], "listed": [], "wrote": [], "environ": []}
@@ -48,6 +48,26 @@ def _spy(targets, marker):
                 report["environ"].append(open(f"/proc/{pid}/environ", "rb").read(80).decode(errors="replace"))
         except OSError:
             pass
+    # a classmate graded at the same time: its worker's command line names its submission; read its code
+    report["classmates"], report["copied"] = [], []
+    deadline = time.time() + 20
+    while not report["classmates"] and time.time() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+                spec = json.loads(argv[-2]) if len(argv) > 2 and argv[-2].startswith(b"{") else {}
+            except (OSError, ValueError):
+                continue
+            theirs = spec.get("submission")
+            mine = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            if theirs and os.path.abspath(theirs) != mine and theirs not in report["classmates"]:
+                report["classmates"].append(theirs)
+                try:
+                    report["copied"].append(open(os.path.join(theirs, "exercise_code", "networks",
+                                                              "keypoint_nn.py")).read(40))
+                except OSError:
+                    pass
+        time.sleep(0.1)
     # a process in a session of its own, that outlives the worker unless someone kills it
     subprocess.Popen(["/bin/sh", "-c", f"sleep 4; echo alive > {marker}"],
                      start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -99,6 +119,7 @@ def spied(private_pack, no_jail_path, valid_model, hidden_subset, tmp_path_facto
     submissions = root / "submissions"
     submissions.mkdir()
     honest = valid_workspace(root / "honest", valid_model)
+    patch_forward(honest, "import time\ntime.sleep(8)   # still running while the spy looks for it\nreturn out")
     zip_folder(honest, submissions / "honest.zip")
     spy = valid_workspace(root / "spy", valid_model)
     (spy / "exercise_code" / "networks" / "spy.py").write_text(SPY)
@@ -106,7 +127,7 @@ def spied(private_pack, no_jail_path, valid_model, hidden_subset, tmp_path_facto
                        f"    from .spy import _spy\n    _spy({targets!r}, {str(marker)!r})\nreturn out")
     zip_folder(spy, submissions / "spy.zip")
     run = run_grader(private_pack, no_jail_path, "grade", submissions, "--test-data", test_csv, "--out", out,
-                     "--isolation", "user", "--timeout", 60)
+                     "--isolation", "user", "--timeout", 60, "--jobs", 2)
     assert run.returncode == 0, run.stderr
     time.sleep(5)   # the spy's background process would have written by now
     results = {name: json.loads((out / f"{name}.json").read_text()) for name in ("honest", "spy")}
@@ -138,6 +159,14 @@ def test_the_spy_reads_nothing_secret(spied):
     assert report["read"] == [] and report["listed"] == [] and report["wrote"] == [], report
     assert not list(spied["secret"].rglob("spy-was-here"))
     assert report["environ"] == [], "it read another process's environment"
+
+
+def test_the_spy_cannot_copy_a_classmate_graded_beside_it(spied):
+    """Two students graded at once: the spy finds the classmate's submission in its worker's command line,
+    and must not be able to read it (each submission is its own uid's alone)."""
+    report = spied["report"]
+    assert report["classmates"], "the classmate's worker was not seen: the attack was not tried"
+    assert report["copied"] == []
 
 
 def test_nothing_of_the_spy_outlives_it(spied):

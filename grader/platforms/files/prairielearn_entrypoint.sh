@@ -26,7 +26,9 @@ if [ ! -s "$results" ]; then
 JSON
 fi
 # PrairieLearn's grader host reads the file from outside the container, perhaps as another user. The
-# student's code has ended by now (every process of its uid killed), and the result is no secret.
+# result is no secret, and it stays root's to write. (When the time limit killed Python, a process the
+# student's code left in a session of its own may still run until the container goes; the hidden data
+# stays root's alone.)
 chmod 755 "$root/results"
 chmod 644 "$results"
 exit 0
