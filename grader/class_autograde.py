@@ -35,7 +35,7 @@ import shutil
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,15 +101,19 @@ def autograde_class(assignment, *, test_data, jobs=1, scheduler=None, force=Fals
         _preflight(api)
         students, skipped = _students(api.coursedir, assignment, force)
         run = ClassAutograde(students=students, skipped=skipped)
-        with _timed(run.seconds, "models"):
-            _score_models(api, assignment, students, jobs, scheduler)
         run.on_workers = bool(scheduler) or (jobs > 1 and len(students) > 1)
-        replay.SEEN.clear()
-        with _timed(run.seconds, "students"):
-            recorded = _record(api, nbgrader_args, assignment, students, jobs, scheduler, scratch, log) \
-                if run.on_workers else iter(students)
-            for student in recorded:   # each student's gradebook pass as soon as the workers are done with it
-                _write_gradebook(api, assignment, student, run, log)
+        gradebook = _sqlite_path(api.coursedir.db_url) if run.on_workers else None
+        # Step 2's workers start first: a local cluster's are copies of this process (cluster.connect),
+        # made before step 1 reads the hidden data.
+        with _workers(jobs, scheduler) if run.on_workers else nullcontext() as client:
+            with _timed(run.seconds, "models"):
+                _score_models(api, assignment, students, jobs, scheduler)
+            replay.SEEN.clear()
+            with _timed(run.seconds, "students"):
+                recorded = _record(client, api, nbgrader_args, assignment, students, scheduler, gradebook,
+                                   scratch, log) if client else iter(students)
+                for student in recorded:   # each student's gradebook pass as soon as the workers are done with it
+                    _write_gradebook(api, assignment, student, run, log)
         run.replayed = dict(replay.SEEN)
         return run
     finally:
@@ -212,11 +216,23 @@ def _score_models(api, assignment, students, jobs, scheduler):
     api.trusted.grade_models(submissions, max_points, api.trusted.results_dir, jobs=jobs, scheduler=scheduler)
 
 
-def _record(api, nbgrader_args, assignment, students, jobs, scheduler, scratch, log):
-    """
-    Step 2: every student's autograde on Dask workers, recording (nothing they write is kept).
+@contextmanager
+def _workers(jobs, scheduler):
+    """with _workers(jobs, scheduler) as client: the Dask client of step 2 (a local cluster of `jobs` processes)."""
+    from . import cluster
 
-    Without a scheduler, a local cluster of `jobs` worker processes autogrades in the course
+    try:
+        with cluster.connect(jobs, scheduler, processes=True) as client:
+            yield client
+    except cluster.ClusterError as error:
+        raise ClassAutogradeError(f"{STOPPED}: {error}") from None
+
+
+def _record(client, api, nbgrader_args, assignment, students, scheduler, gradebook, scratch, log):
+    """
+    Step 2: every student's autograde on the Dask workers of client, recording (nothing they write is kept).
+
+    Without a scheduler, a local cluster's worker processes autograde in the course
     folder itself, each process with a throwaway copy of the gradebook. With one, each
     student is autograded in a copy of the course on a worker (grader/cluster_autograde.py),
     and what it recorded comes back here. Either way a task is retried once; a student
@@ -228,29 +244,26 @@ def _record(api, nbgrader_args, assignment, students, jobs, scheduler, scratch, 
 
     replay = scratch / "replay"
     try:
-        gradebook = _sqlite_path(api.coursedir.db_url)
-        with cluster.connect(jobs, scheduler, processes=True) as client:
-            if scheduler:
-                submit = cluster_autograde.submitter_remote(client, api, assignment, nbgrader_args, gradebook,
-                                                            scratch)
-            else:
-                submit = cluster_autograde.submitter_here(client, api, assignment, nbgrader_args, replay, gradebook,
-                                                          scratch)
-            for student, done in cluster.in_flight(client, students, submit):
-                if done is None:   # nothing to send: step 3 refuses the submission, as TrustedGrades does
-                    yield student
-                    continue
-                try:
-                    result = done.result()
-                except Exception as error:   # its worker died twice, or a bug: step 3 computes what is missing
-                    result = {"success": False, "error": f"{type(error).__name__}: {error}", "records": {}}
-                cluster_autograde.save_records(result["records"], replay)
-                if not result["success"]:
-                    log(f"[class autograde] the autograde of {student} on a worker failed "
-                        f"({result['error'].strip()[-300:]}); it is autograded again in this process\n")
-                yield student
+        if scheduler:
+            submit = cluster_autograde.submitter_remote(client, api, assignment, nbgrader_args, gradebook, scratch)
+        else:
+            submit = cluster_autograde.submitter_here(client, api, assignment, nbgrader_args, replay, gradebook,
+                                                      scratch)
     except cluster.ClusterError as error:
         raise ClassAutogradeError(f"{STOPPED}: {error}") from None
+    for student, done in cluster.in_flight(client, students, submit):
+        if done is None:   # nothing to send: step 3 refuses the submission, as TrustedGrades does
+            yield student
+            continue
+        try:
+            result = done.result()
+        except Exception as error:   # its worker died twice, or a bug: step 3 computes what is missing
+            result = {"success": False, "error": f"{type(error).__name__}: {error}", "records": {}}
+        cluster_autograde.save_records(result["records"], replay)
+        if not result["success"]:
+            log(f"[class autograde] the autograde of {student} on a worker failed "
+                f"({result['error'].strip()[-300:]}); it is autograded again in this process\n")
+        yield student
 
 
 def _sqlite_path(db_url):

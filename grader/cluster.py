@@ -41,7 +41,12 @@ LOCAL_CONFIG = {"distributed.worker.profile.enabled": False,
                 "distributed.worker.memory.spill": False, "distributed.worker.memory.pause": False,
                 "distributed.worker.memory.terminate": False}
 # Worker processes: a task whose worker died is rescheduled once, as the README asks of a cluster's scheduler.
-LOCAL_PROCESSES_CONFIG = {"distributed.scheduler.allowed-failures": 1}
+# The first ones fork from this process, which has imported nbgrader and torch already: spawned, each would
+# import them again (6 s of a 2-core machine). A worker is trusted code of the instructor, as this process is;
+# student code only ever runs in the jail, a program of its own (exec). A worker that replaces one that died
+# is spawned: the setting holds while the cluster starts.
+LOCAL_PROCESSES_CONFIG = {"distributed.scheduler.allowed-failures": 1,
+                          "distributed.worker.multiprocessing-method": "fork"}
 IN_FLIGHT_PER_THREAD = 2   # submissions sent ahead of the workers: enough to keep them busy
 LOOPBACK = "127.0.0.1:0"   # any free port, on this machine only
 INSTALL = "pip install -e '.[cluster]' (make setup does)"
