@@ -247,15 +247,17 @@ def test_the_cluster_is_never_sent_the_hidden_data(courses, tmp_path):
 
 
 def test_refuses_outside_a_course_and_without_the_hidden_data(tmp_path, courses, monkeypatch, capsys):
-    """Does the verb say what is wrong, exit 2, and write nothing, outside a course, without the test data, or
-    with one of nbgrader's own flags where its settings go?"""
+    """Does the verb say what is wrong, exit 2, and write nothing, outside a course, without the test data,
+    with one of nbgrader's own flags where its settings go, or with workers and a gradebook they cannot copy?"""
     from grader import cli
 
     hidden = courses["parallel"].parent / "hidden.csv"
     for cwd, test_data, extra, expected in [
             (tmp_path, tmp_path / "x.csv", [], "holds no nbgrader_config.py"),
             (courses["parallel"], tmp_path / "missing.csv", [], "the hidden test file is not there"),
-            (courses["parallel"], hidden, ["--", "--log-level=DEBUG"], "must read --Class.setting=value")]:
+            (courses["parallel"], hidden, ["--", "--log-level=DEBUG"], "must read --Class.setting=value"),
+            (courses["parallel"], hidden, ["--force", "--", "--CourseDirectory.db_url=postgresql://db/course"],
+             "this course's is postgresql. Run with --jobs 1")]:
         monkeypatch.chdir(cwd)
         before = sorted(Path(cwd).rglob("*"))
         assert cli.main(["autograde", "ps1", "--test-data", str(test_data), "--jobs", "2", *extra]) == 2
