@@ -12,12 +12,13 @@ same autograded folders and the same export flags:
                   at once (or on the Dask cluster of `scheduler`), into TrustedGrades.results_dir
                   (reused while content and settings are unchanged); the model_score cells
                   then read their student's result
-    2. workers    a local Dask cluster of `jobs` worker processes, each running nbgrader's
-                  autograde for one student after another, with a throwaway gradebook of its
-                  own; the jailed checks and the jailed kernels save what they computed
-                  (grader/replay.py). With a scheduler, the Dask cluster's workers do it
-                  instead, each student in a copy of the course of its own, and send back
-                  what they saved (grader/cluster_autograde.py)
+    2. workers    a local Dask cluster of `jobs` worker processes (started before step 1, as
+                  copies of this process), each running nbgrader's autograde for one student
+                  after another, with a throwaway gradebook of its own; the jailed checks and
+                  the jailed kernels save what they computed (grader/replay.py). With a
+                  scheduler, the Dask cluster's workers do it instead, each student in a copy
+                  of the course of its own, and send back what they saved
+                  (grader/cluster_autograde.py)
     3. gradebook  this process, the only one that writes course/gradebook.db, runs nbgrader's
                   autograde for every student again, each as soon as step 2 is done with it
                   (while the workers go on); those steps load what step 2 saved
