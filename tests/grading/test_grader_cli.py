@@ -222,6 +222,16 @@ def test_grading_run_from_the_command_line(tmp_path, valid_model, hidden_subset,
     assert "NO isolation (asked for by name)" in result["extra_data"]["isolation_text"]
 
 
+def test_the_command_imports_no_plotting_library_until_it_draws(tmp_path):
+    """Does building the command's parser (every verb's start, in a Gradescope container once per student)
+    leave matplotlib unimported? It costs a second; only the report and the charts need it."""
+    code = ("import sys; from grader import cli; cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.startswith('matplotlib')))")
+    result = subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
 def test_refuses_the_student_copy_of_exercise_code():
     """Run from the repo root, where `python -m` finds the student copy first, does the grader refuse, in one line?"""
     result = subprocess.run([sys.executable, "-m", "grader", "grade", "--help"], cwd=REPO_ROOT,
