@@ -16,14 +16,19 @@ defaults it reads from the function itself:
     python -m grader report RESULTS_DIR --test-data PATH --out REPORT.html [--submissions PATH...]
     python -m grader dataset --from udacity|kaggle|i2dl SOURCE --out DIR [--seed N] [--force]
 
-grade and merge are grader.api.grade and grader.results.merge_results; autograde is
-grader.class_autograde.autograde_class; release is
-grader.release.write_student_files (or drifted_files, with --check); bundle is
-grader.bundle.build_bundle; gradescope is grader.platforms.gradescope (build_autograder
-and run); prairielearn is grader.platforms.prairielearn (build_question
-and run); canvas and moodle are grader.platforms.canvas.fill_canvas and
-grader.platforms.moodle.fill_moodle; report is
-grader.report.build_report; dataset is grader.dataset_build.build_dataset. Without a verb, `python -m grader SUBMISSION...` grades.
+Each verb and its function:
+
+    grade, merge        grader.api.grade, grader.results.merge_results
+    autograde           grader.class_autograde.autograde_class
+    release             grader.release.write_student_files (or drifted_files, with --check)
+    bundle              grader.bundle.build_bundle
+    gradescope          grader.platforms.gradescope (build_autograder and run)
+    prairielearn        grader.platforms.prairielearn (build_question and run)
+    canvas, moodle      grader.platforms.canvas.fill_canvas, grader.platforms.moodle.fill_moodle
+    report              grader.report.build_report
+    dataset             grader.dataset_build.build_dataset
+
+Without a verb, `python -m grader SUBMISSION...` grades.
 
 Exit status: 0 when the verb did its work (a graded batch, whatever the submissions
 scored); 1 when release --check finds drifted files or the bundle cannot be built;

@@ -13,8 +13,9 @@ score is computed in this process (pipeline.finish), so a worker, and the
 student code it runs, has nothing to leak. Fail closed: every worker must start
 the jail before anything is sent, and a worker that cannot refuses the task. A
 task that raised is retried once; a task whose worker died is rescheduled once
-(the scheduler's distributed.scheduler.allowed-failures = 1, see the README); after that the submission gets a result that says so, to be
-graded again on the next run, and the batch goes on. Dask has no per-task
+(the scheduler's distributed.scheduler.allowed-failures = 1, see the README);
+after that the submission gets a result that says so, to be graded again on the
+next run, and the batch goes on. Dask has no per-task
 timeout: the jail's wall-clock kill (timeout_s) is the one that counts.
 """
 import logging
