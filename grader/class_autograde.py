@@ -86,7 +86,9 @@ def autograde_class(assignment, *, test_data, jobs=1, scheduler=None, force=Fals
 
     Raises ClassAutogradeError before anything is written if the run cannot start
     (the jail included: it never runs student code unjailed), or when nbgrader was
-    stopped midway (a student's folder is then left as plain nbgrader leaves it).
+    stopped midway. Stopped, by that or by Ctrl-C, it first removes the autograded
+    folders of the students whose grades it had not written yet, so that the next
+    run, even without force, autogrades them (see _remove_unwritten).
     """
     if jobs < 1:
         raise ClassAutogradeError(f"--jobs must be 1 or more (got {jobs})")
@@ -104,17 +106,22 @@ def autograde_class(assignment, *, test_data, jobs=1, scheduler=None, force=Fals
         run = ClassAutograde(students=students, skipped=skipped)
         run.on_workers = bool(scheduler) or (jobs > 1 and len(students) > 1)
         gradebook = _sqlite_path(api.coursedir.db_url) if run.on_workers else None
-        # Step 2's workers start first: a local cluster's are copies of this process (cluster.connect),
-        # made before step 1 reads the hidden data.
-        with _workers(jobs, scheduler) if run.on_workers else nullcontext() as client:
-            with _timed(run.seconds, "models"):
-                _score_models(api, assignment, students, jobs, scheduler)
-            replay.SEEN.clear()
-            with _timed(run.seconds, "students"):
-                recorded = _record(client, api, nbgrader_args, assignment, students, scheduler, gradebook,
-                                   scratch, log) if client else iter(students)
-                for student in recorded:   # each student's gradebook pass as soon as the workers are done with it
-                    _write_gradebook(api, assignment, student, run, log)
+        begun = set()   # students whose autograde a local worker began, in the course's autograded folder
+        try:
+            # Step 2's workers start first: a local cluster's are copies of this process (cluster.connect),
+            # made before step 1 reads the hidden data.
+            with _workers(jobs, scheduler) if run.on_workers else nullcontext() as client:
+                with _timed(run.seconds, "models"):
+                    _score_models(api, assignment, students, jobs, scheduler)
+                replay.SEEN.clear()
+                with _timed(run.seconds, "students"):
+                    recorded = _record(client, api, nbgrader_args, assignment, students, scheduler, gradebook,
+                                       scratch, log, begun) if client else iter(students)
+                    for student in recorded:   # each student's gradebook pass once the workers are done with it
+                        _write_gradebook(api, assignment, student, run, log)
+        except BaseException:   # stopped (Ctrl-C included); the workers are stopped by now
+            _remove_unwritten(api.coursedir, assignment, begun - run.logs.keys())
+            raise
         run.replayed = dict(replay.SEEN)
         return run
     finally:
@@ -229,7 +236,7 @@ def _workers(jobs, scheduler):
         raise ClassAutogradeError(f"{STOPPED}: {error}") from None
 
 
-def _record(client, api, nbgrader_args, assignment, students, scheduler, gradebook, scratch, log):
+def _record(client, api, nbgrader_args, assignment, students, scheduler, gradebook, scratch, log, begun):
     """
     Step 2: every student's autograde on the Dask workers of client, recording (nothing they write is kept).
 
@@ -239,7 +246,8 @@ def _record(client, api, nbgrader_args, assignment, students, scheduler, gradebo
     and what it recorded comes back here. Either way a task is retried once; a student
     whose task still fails is autograded by step 3, which computes what it finds unsaved.
 
-    Yields each student as the workers are done with it, in the order they finish.
+    Yields each student as the workers are done with it, in the order they finish. Adds to
+    begun each student sent to a local worker, which autogrades in the course's folder.
     """
     from . import cluster, cluster_autograde
 
@@ -248,8 +256,12 @@ def _record(client, api, nbgrader_args, assignment, students, scheduler, gradebo
         if scheduler:
             submit = cluster_autograde.submitter_remote(client, api, assignment, nbgrader_args, gradebook, scratch)
         else:
-            submit = cluster_autograde.submitter_here(client, api, assignment, nbgrader_args, replay, gradebook,
-                                                      scratch)
+            submit_here = cluster_autograde.submitter_here(client, api, assignment, nbgrader_args, replay,
+                                                           gradebook, scratch)
+
+            def submit(student):
+                begun.add(student)
+                return submit_here(student)
     except cluster.ClusterError as error:
         raise ClassAutogradeError(f"{STOPPED}: {error}") from None
     for student, done in cluster.in_flight(client, students, submit):
@@ -265,6 +277,24 @@ def _record(client, api, nbgrader_args, assignment, students, scheduler, gradebo
             log(f"[class autograde] the autograde of {student} on a worker failed "
                 f"({result['error'].strip()[-300:]}); it is autograded again in this process\n")
         yield student
+
+
+def _remove_unwritten(coursedir, assignment, students):
+    """
+    Remove the autograded folders of students a local worker began and step 3 never wrote.
+
+    A run without --force skips a student whose autograded folder exists, as nbgrader does;
+    a folder without the student's grades would keep them out of the gradebook for good.
+    nbgrader, stopped, removes the folder of the student it was at in the same way.
+    """
+    from nbgrader.utils import rmtree   # it removes nbgrader's read-only files too
+
+    for student in sorted(students):
+        folder = Path(coursedir.format_path(coursedir.autograded_directory, student, assignment))
+        if folder.exists():
+            print(f"[class autograde] stopped before the grades of {student} were written: removing {folder}, "
+                  "which the next run autogrades again", file=sys.stderr)
+            rmtree(str(folder))
 
 
 def _sqlite_path(db_url):

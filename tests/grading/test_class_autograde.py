@@ -277,6 +277,31 @@ def test_a_second_run_skips_the_autograded_students(courses, monkeypatch, capsys
     assert autograded(courses["parallel"]) == before
 
 
+def test_an_interrupted_run_resumes(courses, tmp_path):
+    """Stopped (as by Ctrl-C) while its workers autograde, does a run leave no autograded folder without its
+    grades (a run without --force skips a student whose folder exists), so that running it again autogrades
+    the rest and the gradebook holds the grades of serial nbgrader autograde?"""
+    course = small_course(tmp_path / "course")
+
+    def interrupt(text):   # called with each student's log, once its grades are written
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        autograde_class("ps1", test_data=courses["hidden"], jobs=2, course=course, log=interrupt)
+    folders = {student for student in CLASS if (course / "autograded" / student / "ps1").exists()}
+    assert folders <= graded_students(course) and folders != set(CLASS)
+    autograde_class("ps1", test_data=courses["hidden"], jobs=2, course=course, log=lambda text: None)
+    assert gradebook_grades(course) == gradebook_grades(courses["serial"])
+
+
+def graded_students(root):
+    """The students the course's gradebook holds a submission of."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root}/gradebook.db") as gradebook:
+        return {submission.student.id for submission in gradebook.find_assignment("ps1").submissions}
+
+
 def test_a_worker_whose_kernels_would_differ_is_refused(monkeypatch):
     """Does the probe every cluster worker runs first name what would make its kernels differ from this
     process's: another training data folder, or no jailed kernelspec?"""
