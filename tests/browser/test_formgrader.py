@@ -203,6 +203,9 @@ def test_grading_a_written_answer_by_hand_raises_the_students_total(course, form
     assert ANSWER[:60] in answer.inner_text()   # the instructor reads what alice wrote
     score = answer.locator(f"input#{WRITTEN}")
     assert score.input_value() == ""   # not graded yet: autograde leaves it to us
+    # The cell's inputs save once the page has fetched the grades and bound them, which gives the extra
+    # credit field its placeholder; a score typed before that is never sent (the page was slow under load).
+    answer.locator(f"input#{WRITTEN}_extra_credit[placeholder]").wait_for(state="attached", timeout=60_000)
     score.fill("1")
     score.press("Tab")   # the formgrader saves a score when the field changes
     answer.locator(".score-saved").wait_for(state="visible", timeout=30_000)
