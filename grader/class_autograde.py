@@ -291,7 +291,7 @@ def _remove_unwritten(coursedir, assignment, students):
 
     for student in sorted(students):
         folder = Path(coursedir.format_path(coursedir.autograded_directory, student, assignment))
-        if folder.exists():
+        if folder.exists():   # said on stderr, not through log: what stopped the run may be log itself
             print(f"[class autograde] stopped before the grades of {student} were written: removing {folder}, "
                   "which the next run autogrades again", file=sys.stderr)
             rmtree(str(folder))

@@ -15,8 +15,8 @@ the jail before anything is sent, and a worker that cannot refuses the task. A
 task that raised is retried once; a task whose worker died is rescheduled once
 (the scheduler's distributed.scheduler.allowed-failures = 1, see the README);
 after that the submission gets a result that says so, to be graded again on the
-next run, and the batch goes on. Dask has no per-task
-timeout: the jail's wall-clock kill (timeout_s) is the one that counts.
+next run, and the batch goes on. Dask has no per-task timeout: the jail's
+wall-clock kill (timeout_s) is the one that counts.
 """
 import logging
 import tempfile
