@@ -26,7 +26,7 @@ import pytest
 from dask_cluster import Cluster
 from nbformat.v4 import new_code_cell, new_notebook
 
-from grader.class_autograde import autograde_class
+from grader.class_autograde import autograde_class, shared_engines
 from grader.kernel_jail import METADATA_KEY
 from grader.release import run_nbgrader
 from small_course import SMALL_COURSE_CONFIG
@@ -300,6 +300,21 @@ def graded_students(root):
 
     with Gradebook(f"sqlite:///{root}/gradebook.db") as gradebook:
         return {submission.student.id for submission in gradebook.find_assignment("ps1").submissions}
+
+
+def test_gradebooks_share_one_engine_only_within_shared_engines(tmp_path, monkeypatch):
+    from nbgrader.api import Gradebook
+    from sqlalchemy.pool import NullPool
+
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")   # its alembic
+    url, engines = f"sqlite:///{tmp_path / 'gradebook.db'}", {}
+    with shared_engines(engines):
+        with Gradebook(url) as first, Gradebook(url) as second:
+            first.add_student("ada")
+            assert first.engine is second.engine is engines[url] and second.find_student("ada")
+    assert isinstance(engines[url].pool, NullPool)   # no connection outlives its Gradebook
+    with Gradebook(url) as outside:   # nbgrader's own again
+        assert outside.engine is not engines[url] and outside.find_student("ada")
 
 
 def test_a_worker_whose_kernels_would_differ_is_refused(monkeypatch):
