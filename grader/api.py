@@ -32,6 +32,7 @@ from .pipeline import Context, finish, grader_failed
 from .points import PointsRule
 from .results import PREDICTIONS, read_result, write_gradebook, write_json_atomic
 from .sandbox import IsolationError, detect_isolation, exposed_paths
+from .trusted_checks import CELLS as CHECK_CELLS
 from .trusted import PACKAGE, DataFormatError, atomic_file, file_sha256, pixels_to_unit, read_keypoints_csv
 from .unpack import find_submission_root, holds_submission, submission_sha256
 
@@ -47,7 +48,7 @@ class GradingConfigError(ValueError):
 
 def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4096, force=False,
           max_points=PointsRule.max_points, full_points_at=PointsRule.full_at, zero_points_at=PointsRule.zero_at,
-          shard=None, isolation="jail", scratch_dir=None, progress=False, scheduler=None):
+          shard=None, isolation="jail", scratch_dir=None, progress=False, scheduler=None, checks=()):
     """
     Grade submissions on the hidden test split.
 
@@ -73,6 +74,9 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
     - progress: Show a progress bar on stderr
     - scheduler: Address of a running Dask scheduler ("tls://host:8786"): the submissions are graded
       on its workers, which get each submission and the test images, never the labels
+    - checks: grade_ids of the notebooks' trusted checks (grader/trusted_checks.py, CELLS) to run too, for
+      nbgrader's autograde (grader/nbgrader_plugins.py): the model's worker runs them once it has sent its
+      predictions. Each result then has extra_data["trusted_checks"] {grade_id: {"passed", "lines"}}
 
     Returns:
     - List of this batch's results (those skipped as already graded included), in submission order,
@@ -93,6 +97,10 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
     if jobs < 1 or timeout_s <= 0 or memory_mb < 256:
         raise GradingConfigError(f"Need jobs >= 1, timeout_s > 0 and memory_mb >= 256 "
                                  f"(got {jobs}, {timeout_s}, {memory_mb})")
+    unknown = set(checks) - set(CHECK_CELLS)
+    if unknown or (checks and isolation == "user"):
+        raise GradingConfigError(f"checks: the trusted checks are {sorted(CHECK_CELLS)} (got {sorted(unknown)}), "
+                                 "and run in the jail or, asked for by name, without it (not as 'user')")
     if isolation == "none":
         warnings.warn(f"Grading with isolation 'none', as asked: {DESCRIPTIONS['none']}.")
     test_csv = test_csv_path(test_data)
@@ -104,6 +112,8 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
     # and only for the same submission content.
     settings = {"test_sha256": file_sha256(test_csv), "points": points.as_dict(), "isolation": isolation,
                 "timeout_s": timeout_s, "memory_mb": memory_mb, "version": RESULTS_VERSION}
+    if checks:
+        settings["checks"] = sorted(checks)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
     results, todo = {}, []
@@ -117,7 +127,8 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
             todo.append((name, source, digest))
     if todo:
         _grade_all(todo, results, _read_test_data(test_csv), out_dir,
-                   dict(limits=limits, isolation=isolation, points=points, key=key), jobs, scheduler, scratch_dir,
+                   dict(limits=limits, isolation=isolation, points=points, key=key, checks=tuple(sorted(checks))),
+                   jobs, scheduler, scratch_dir,
                    progress)
     write_gradebook(out_dir)
     return [results[name].to_json() for name, _ in named]

@@ -17,6 +17,10 @@ where a value is JSON: numbers, strings, lists, or an array as
 never a verdict: the grader compares them with what its own reference code
 computes. Once the student's code is imported, nothing here can be trusted,
 which is why nothing here decides anything.
+
+grader/worker.py runs the same probes (run_probes) after it has sent its
+predictions, when the grader asks it to: one process, one import of torch, for
+both the model and the checks of a submission.
 """
 import json
 import os
@@ -129,14 +133,12 @@ PROBES = {"dataset": probe_dataset, "model": probe_model,
           "spatial_batchnorm_backward": probe_spatial_batchnorm_backward}
 
 
-def main(argv):
-    spec = json.loads(argv[1])
-    out = open(spec["result"], "w")
+def run_probes(spec, out):
+    """Run the probes spec names, writing one JSON line per probe to the open text file out."""
     import numpy as np
 
     with np.load(spec["inputs"], allow_pickle=False) as data:
         inputs = dict(data)
-    sys.path.insert(0, spec["submission"])   # the submission's exercise_code is the one imported
     for name in spec["probes"]:
         try:
             line = {"probe": name, "ok": True, "outputs": PROBES[name](inputs, spec)}
@@ -146,6 +148,13 @@ def main(argv):
             line = {"probe": name, "ok": False, "error": text[:ERROR_CHARS], "traceback": tb[-ERROR_CHARS:]}
         out.write(json.dumps(line) + "\n")
         out.flush()
+
+
+def main(argv):
+    spec = json.loads(argv[1])
+    out = open(spec["result"], "w")
+    sys.path.insert(0, spec["submission"])   # the submission's exercise_code is the one imported
+    run_probes(spec, out)
     out.close()
     os._exit(0)   # skip atexit handlers and threads the student's code may have left behind
 

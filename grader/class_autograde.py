@@ -10,12 +10,13 @@ same autograded folders and the same export flags:
 
     1. models     every submitted model scored in ONE batch of grader.api.grade, `jobs`
                   at once (or on the Dask cluster of `scheduler`), into TrustedGrades.results_dir
-                  (reused while content and settings are unchanged); the model_score cells
-                  then read their student's result
+                  (reused while content and settings are unchanged), with the trusted checks of
+                  every notebook, run by the model's own worker; the trusted cells then read
+                  their student's result
     2. workers    a local Dask cluster of `jobs` worker processes (started before step 1, as
                   copies of this process), each running nbgrader's autograde for one student
-                  after another, with a throwaway gradebook of its own; the jailed checks and
-                  the jailed kernels save what they computed (grader/replay.py). With a
+                  after another, with a throwaway gradebook of its own; the jailed kernels
+                  save what they computed (grader/replay.py). With a
                   scheduler, the Dask cluster's workers do it instead, each student in a copy
                   of the course of its own, and send back what they saved
                   (grader/cluster_autograde.py)

@@ -256,8 +256,9 @@ def run_autograde(args):
     if run.on_workers:
         loaded = {step: n for (how, step), n in run.replayed.items() if how == "loaded"}
         computed = {step: n for (how, step), n in run.replayed.items() if how == "computed"}
-        print(f"Taken from the workers: {loaded.get('kernel', 0)} kernel runs, {loaded.get('checks', 0)} trusted "
-              f"checks; done again: {computed.get('kernel', 0)} kernel runs, {computed.get('checks', 0)} checks.")
+        print(f"Taken from the workers: {loaded.get('kernel', 0)} kernel runs; from the models' results: "
+              f"{loaded.get('checks', 0)} submissions' trusted checks; done again here: {computed.get('kernel', 0)} "
+              f"kernel runs, {computed.get('checks', 0)} submissions' checks.")
     if run.skipped:
         print(f"Skipped {len(run.skipped)} already autograded (--force autogrades them again): "
               f"{', '.join(run.skipped[:10])}{' ...' if len(run.skipped) > 10 else ''}")

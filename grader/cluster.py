@@ -64,6 +64,7 @@ class TaskSpec:
     limits: Limits
     isolation: str
     scratch: str | None = None
+    checks: tuple = ()
 
 
 @contextmanager
@@ -138,7 +139,8 @@ def _on_cluster(client, todo, context, local):
     distributed = _import_distributed()
     require_workers(client, jail_problem, context.isolation)
     images = shared(client, np.load(context.images), "test-images")
-    spec = TaskSpec(limits=context.limits, isolation=context.isolation, scratch=str(context.scratch) if local else None)
+    spec = TaskSpec(limits=context.limits, isolation=context.isolation, scratch=str(context.scratch) if local else None,
+                    checks=context.checks)
 
     def submit(item):
         name, source = item
@@ -250,7 +252,7 @@ def predict_on_worker(payload, filename, images, spec):
         np.save(images_path, images)
         images_path.chmod(0o644)   # the jailed worker's unprivileged user reads it
         context = Context(images=images_path, count=len(images), scratch=scratch, limits=spec.limits,
-                          isolation=isolation)
+                          isolation=isolation, checks=spec.checks)
         return predict(source, context)
 
 

@@ -19,7 +19,7 @@ autograde_on_worker  python -m grader autograde --scheduler ADDRESS: a worker ma
                                  the run's nbgrader settings
     per student                  the submitted folder, as a zip (unpack.pack)
 
-Never the hidden test data: in record mode TrustedGrades leaves the model_score cell
+Never the hidden test data: in record mode TrustedGrades leaves the trusted cells
 to the process that writes the gradebook. The worker autogrades the student in a
 temporary course, with Replay.record on, and returns what the steps saved
 (grader/replay.py); the client puts it in the run's replay folder, where step 3 finds
@@ -46,7 +46,7 @@ from .errors import CheckFailed
 from .kernel_jail import PASSED_ENV, JailedExecute, StudentCodeIsolation
 from .unpack import pack, unpack
 
-RECORD = re.compile(r"(checks|kernel)-[0-9a-f]{64}\.json")   # what replay.Replay saves, and nothing else
+RECORD = re.compile(r"kernel-[0-9a-f]{64}\.json")   # what replay.Replay saves, and nothing else
 LAYOUT = {"source_directory": "source", "submitted_directory": "submitted", "autograded_directory": "autograded"}
 
 

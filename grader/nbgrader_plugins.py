@@ -30,10 +30,10 @@ from . import jail
 from .errors import CheckFailed
 from .kernel_jail import METADATA_KEY as METADATA
 from .kernel_jail import DATA_ENV, StudentCodeIsolation, stop_autograde
-from .replay import Replay, replay_key
-from .results import write_text_atomic
+from .replay import SEEN, Replay
+from .results import read_result, write_text_atomic
 from .trusted import ASSIGNMENT, MODEL_ENTRY, file_sha256
-from .trusted_checks import CELLS, run_checks
+from .trusted_checks import CELLS, CheckResult, run_checks
 from .unpack import find_submission_root, submission_sha256, unpack
 
 MODEL_SCORE_CELL = "model_score"
@@ -83,15 +83,17 @@ class TrustedGrades(NbGraderPreprocessor):
     Runs in nbgrader's own process, first in the autograde pipeline. It copies
     the student's submitted folder (course/submitted/<student>/<assignment>/,
     which no kernel can reach) to a scratch folder, then:
-    - the check cells: grader.trusted_checks runs the student's functions in the
-      jail on fresh inputs and compares the raw outputs with the reference code;
     - the model_score cell: grader.api.grade scores the submitted model file on
-      the hidden test split, in the jail (see grade_models).
+      the hidden test split, in the jail (see grade_models);
+    - the check cells: grader.trusted_checks runs the student's functions in the
+      jail on fresh inputs and compares the raw outputs with the reference code.
+      grade_models asks for them too: the model's worker runs them once it has
+      sent its predictions, and its result (in results_dir) holds them for every
+      notebook of the submission.
     The grades wait in resources for WriteTrustedGrades, after the kernel has run.
-    In a class autograde (grader/class_autograde.py) the checks' grades come from
-    the worker that computed them for this very submission (grader/replay.py); a
-    worker (Replay.record) leaves the model_score cell to the process that writes
-    the gradebook, the only one given the hidden data.
+    A class autograde (grader/class_autograde.py) scores every model, with the
+    checks, before any notebook; its workers (Replay.record) leave every trusted
+    cell to the process that writes the gradebook, the only one given the hidden data.
     """
 
     test_data = Unicode("", help="The hidden test CSV, or a folder holding test.csv. Give it on the command "
@@ -136,24 +138,24 @@ class TrustedGrades(NbGraderPreprocessor):
 
     def grade(self, student, submission, cells, isolation, scratch):
         """{grade_id: (points, text for the student)} for the cells, from the copy of the submission."""
-        checks = {cell: float(cells[cell].metadata.nbgrader["points"]) for cell in cells if cell != MODEL_SCORE_CELL}
-        replay = Replay(parent=self)
-        digest = submission_sha256(submission)
-        key = replay.folder and replay_key(digest, checks, isolation)
-        grades = key and replay.load("checks", key)
-        if not grades:
-            results = _checked(submission, digest, isolation, scratch)
-            grades = {cell: (checks[cell] if results[cell].passed else 0.0, results[cell].text()) for cell in checks}
-            if key:
-                replay.save("checks", key, grades)
-        grades = {cell: tuple(grade) for cell, grade in grades.items()}
-        if MODEL_SCORE_CELL in cells and replay.record:   # a class autograde's worker: it never gets the hidden data
-            grades[MODEL_SCORE_CELL] = (0.0, "Scored by the process that writes the gradebook\n")
-        elif MODEL_SCORE_CELL in cells:
+        if Replay(parent=self).record:   # a class autograde's worker: its step 1 graded them all already
+            return {cell: (0.0, "Graded by the process that writes the gradebook\n") for cell in cells}
+        grades, model = {}, None
+        if MODEL_SCORE_CELL in cells:
             points = float(cells[MODEL_SCORE_CELL].metadata.nbgrader["points"])
             out_dir = self.results_dir or Path(scratch) / "results"
             result = self.grade_models({student: submission}, points, out_dir)[0]
             grades[MODEL_SCORE_CELL] = (float(result["score"]), result["output"] + "\n")
+            model = result["extra_data"]
+        elif self.results_dir:   # the model's result, graded with the checks of every notebook
+            saved = read_result(Path(self.results_dir) / f"{student}.json")
+            model = saved and saved.extra
+        digest = submission_sha256(submission)
+        results = _checked(submission, digest, isolation, scratch, _checks_of(model, digest, isolation))
+        for cell in cells:
+            if cell != MODEL_SCORE_CELL:
+                points = float(cells[cell].metadata.nbgrader["points"])
+                grades[cell] = (points if results[cell].passed else 0.0, results[cell].text())
         return grades
 
     def grade_models(self, submissions, max_points, out_dir, jobs=1, scheduler=None):
@@ -175,7 +177,7 @@ class TrustedGrades(NbGraderPreprocessor):
         from .api import grade   # imported here: it imports torch, which only this step needs
         return grade(submissions=submissions, test_data=self.test_data, out_dir=out_dir,
                      max_points=max_points, timeout_s=self.timeout_s, isolation=StudentCodeIsolation(
-                         parent=self).isolation, jobs=jobs, scheduler=scheduler)
+                         parent=self).isolation, jobs=jobs, scheduler=scheduler, checks=tuple(CELLS))
 
 
 class WriteTrustedGrades(NbGraderPreprocessor):
@@ -210,19 +212,31 @@ class WriteTrustedGrades(NbGraderPreprocessor):
 _last_checked = {}   # (submission digest, isolation) -> its CheckResults: the last submission's only
 
 
-def _checked(submission, digest, isolation, scratch):
+def _checks_of(model, digest, isolation):
+    """
+    {grade_id: CheckResult} that the model's result (its extra_data) holds, if it was graded
+    from this very submission (digest) in this isolation; else {}.
+    """
+    checks = (model or {}).get("trusted_checks")
+    if not checks or digest is None or model.get("source_sha256") != digest or model.get("isolation") != isolation:
+        return {}
+    return {cell: CheckResult(**result) for cell, result in checks.items()}
+
+
+def _checked(submission, digest, isolation, scratch, found):
     """
     The trusted checks of every check cell of the assignment (trusted_checks.CELLS) on a
-    submission whose submission_sha256 is digest: one jailed run for all of them, shared by
-    the submission's notebooks (autograde grades them one after another). A jailed run is
-    mostly its start, torch's import.
+    submission whose submission_sha256 is digest: those found in the model's result, the
+    rest in one jailed run, shared by the submission's notebooks (autograde grades them
+    one after another). A jailed run is mostly its start, torch's import.
     """
     key = (digest, isolation)
     if key[0] is None or key not in _last_checked:   # None: unpack refuses it, and run_checks says so
-        results = run_checks(submission, list(CELLS), isolation=isolation, scratch=scratch)
+        missing = [cell for cell in CELLS if cell not in found]
+        SEEN["computed" if missing else "loaded", "checks"] += 1   # a class autograde reports these
+        results = {**found, **run_checks(submission, missing, isolation=isolation, scratch=scratch)}
         _last_checked.clear()
         _last_checked[key] = results
-        return results
     return _last_checked[key]
 
 

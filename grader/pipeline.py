@@ -10,6 +10,10 @@ raises CheckFailed with what went wrong and how to fix it; the submission then
 scores 0 and the later checks say they did not run. Any other exception is the
 grader's own fault: the result says so and is graded again on the next run.
 
+Asked for them (Context.checks), predict() also brings back the notebooks' trusted
+checks (grader/trusted_checks.py): the worker runs their probes once it has sent
+its predictions, and what it did not bring back runs in the check worker.
+
 This module runs in the grader's processes with the instructor's trusted
 exercise_code. The submission's code only ever runs in the worker, in the jail,
 and only JSON comes back. The steps before the score need no labels: the labels
@@ -21,7 +25,7 @@ import tempfile
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +41,7 @@ from .points import PointsRule
 from .results import Result, Row
 from .sandbox import WorkerRun, run_worker
 from .trusted import KEYPOINT_NAMES, keypoint_errors, keypoint_score
+from .trusted_checks import LIMITS as CHECK_LIMITS, Probes, run_checks
 from .unpack import find_submission_root, unpack
 from .worker_output import failure_message, predictions_tensor, stderr_note, stopped_at, worker_timings
 
@@ -57,6 +62,7 @@ class Context:
       only predict() runs (a cluster worker)
     - points: PointsRule (None where only predict() runs)
     - key: Identifies the test data and points rule (results with another key are regraded)
+    - checks: grade_ids of the notebooks' trusted checks to run with the model (trusted_checks.CELLS)
     """
     images: Path
     count: int
@@ -66,6 +72,7 @@ class Context:
     targets: np.ndarray | None = None
     points: PointsRule | None = None
     key: str | None = None
+    checks: tuple = ()
 
 
 @dataclass
@@ -81,6 +88,7 @@ class Submission:
     predictions: torch.Tensor | None = None   # (N, 30) or (N, 15, 2), finite
     raw_score: float | None = None
     keypoint_errors: dict | None = None     # {keypoint name: error in pixels}, aggregates over all faces
+    checks: dict | None = None         # {grade_id: trusted_checks.CheckResult} (Context.checks)
     timings: dict = field(default_factory=dict)
 
 
@@ -103,12 +111,15 @@ class Outcome:
     - grader_error: Details of the grader's own failure, for the instructors (None: it did not fail)
     - predictions: float32 array (N, 30) or (N, 15, 2), finite, when every step passed
     - timings: Seconds of the steps
+    - checks: The trusted checks asked for (Context.checks), {grade_id: CheckResult}; None if
+      they could not run (the notebook's autograde then runs them itself)
     """
     passed: list = field(default_factory=list)
     failure: str | None = None
     grader_error: str | None = None
     predictions: np.ndarray | None = None
     timings: dict = field(default_factory=dict)
+    checks: dict | None = None
 
 
 def grade_submission(source, name, context):
@@ -152,9 +163,28 @@ def predict(source, context):
         outcome.failure, outcome.grader_error = grader_failure(error)
     finally:
         if work.scratch:
+            if context.checks:
+                outcome.checks = all_checks(work)
             shutil.rmtree(work.scratch, ignore_errors=True)
     work.timings["total_s"] = round(time.perf_counter() - start, 3)
     return outcome
+
+
+def all_checks(work):
+    """
+    The trusted checks of work.context.checks, {grade_id: CheckResult}: those the worker brought
+    back (work.checks), and the rest from the check worker (trusted_checks.run_checks), as when
+    a step before the worker failed. None if they could not run.
+    """
+    found = dict(work.checks or {})
+    missing = [cell for cell in work.context.checks if cell not in found]
+    try:
+        if missing:
+            found.update(run_checks(work.root or work.source, missing, isolation=work.context.isolation,
+                                    scratch=work.scratch))
+    except Exception:   # the jail failed, say: TrustedGrades runs them again, and stops the autograde if it must
+        return None
+    return found
 
 
 def finish(name, source, outcome, context):
@@ -171,7 +201,7 @@ def finish(name, source, outcome, context):
     - Result
     """
     start = time.perf_counter()
-    work = Submission(source=Path(source), context=context, timings=dict(outcome.timings))
+    work = Submission(source=Path(source), context=context, timings=dict(outcome.timings), checks=outcome.checks)
     passed, failure, grader_error = list(outcome.passed), outcome.failure, outcome.grader_error
     if failure is None:
         try:
@@ -236,6 +266,7 @@ def make_result(name, work, passed, failure=None, grader_error=None):
                             points, rule.max_points, output))
         else:
             rows.append(Row(step.title, status, 0.0, 0.0, output))
+    checks = {"trusted_checks": work.checks and {cell: asdict(result) for cell, result in work.checks.items()}}
     return Result(
         submission=name, score=points, max_points=rule.max_points, raw_score=raw_score,
         output=rows[-1].output if failure is None else messages.NOT_SCORED_SUMMARY.format(message=failure),
@@ -245,7 +276,7 @@ def make_result(name, work, passed, failure=None, grader_error=None):
                "points_rule": rule.as_dict(), "points_rule_text": rule.describe(), "test_images": context.count,
                "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "keypoint_errors_px": work.keypoint_errors if failure is None else None,
-               "grader_error": grader_error})
+               "grader_error": grader_error, **(checks if context.checks else {})})
 
 
 def grader_failure(error, reason=None):
@@ -282,8 +313,12 @@ def run_code(work):
     if not (work.root / "exercise_code" / "networks").is_dir():
         raise CheckFailed("code", messages.NO_NETWORKS)
     context = work.context
+    probes = Probes.make(context.checks, work.scratch / "work" / "checks") if context.checks else None
     run = work.run = run_worker(submission_root=work.root, images=context.images, scratch=work.scratch,
-                                limits=context.limits, isolation=context.isolation)
+                                limits=context.limits, isolation=context.isolation,
+                                checks=probes and probes.spec(), checks_timeout_s=CHECK_LIMITS.timeout_s)
+    if probes:   # all_checks runs those it did not finish
+        work.checks = probes.after_model(work.root, CHECK_LIMITS.timeout_s, sent=run.report is not None)
     work.timings["worker_s"] = round(run.seconds, 3)
     work.timings["worker"] = worker_timings(run.report)
     if not run.student_code_ran:   # what the worker wrote so far came from our code alone

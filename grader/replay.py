@@ -3,13 +3,14 @@ Replay: how a class is autograded in parallel while one process writes the grade
 
     python -m grader autograde (grader/class_autograde.py)
       1. workers, in parallel: nbgrader's autograde of their students, Replay.record on,
-         each with a gradebook of its own that is thrown away. The two expensive
-         steps save what they computed, under a key of everything it depends on:
-           TrustedGrades   the jailed checks' grades   key: the submission, the cells, the isolation
+         each with a gradebook of its own that is thrown away. The expensive step
+         saves what it computed, under a key of everything it depends on:
            JailedExecute   the executed notebook       key: the notebook, its folder, the kernel's settings
+         (the trusted grades were computed before, with the models: TrustedGrades
+         leaves them to step 2 in record mode)
       2. one process, the only one that writes course/gradebook.db: nbgrader's
-         autograde of every student again. The same steps find their key saved and
-         load it instead of computing it again: the same input gives the same output.
+         autograde of every student again. The same step finds its key saved and
+         loads it instead of computing it again: the same input gives the same output.
 
 A step that finds nothing saved (its worker failed, or an input differs) computes
 as plain `nbgrader autograde` does, so a lost worker costs time, never a grade.
@@ -24,7 +25,8 @@ from pathlib import Path
 from traitlets import Bool, Unicode
 from traitlets.config import Configurable
 
-SEEN = Counter()   # ("loaded" | "computed", step) -> count, in this process (class_autograde reports it)
+SEEN = Counter()   # ("loaded" | "computed", step) -> count, in this process (class_autograde reports it;
+                   # TrustedGrades counts its "checks" here too, found in the models' results or computed)
 
 
 class Replay(Configurable):

@@ -26,16 +26,18 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import jail
 from .trusted import MODEL_ENTRY
 
 WORKER = Path(__file__).with_name("worker.py")
+CHECK_WORKER = Path(__file__).with_name("check_worker.py")   # its probes, when the worker runs the checks too
 TAIL_BYTES = 8000          # the end of stdout/stderr we keep for the student
 RESULT_CAP = 64 * 2 ** 20  # the predictions of 100,000 test faces fit
 STAGES_CAP = 1 << 16       # a handful of short lines, unless the student's code writes there too
+POLL_S = 0.05              # how often a worker that runs the checks too is looked at for its result
 
 
 class IsolationError(RuntimeError):
@@ -62,27 +64,37 @@ def exposed_paths(isolation):
     return ["/usr", *jail.python_paths()] if isolation == "jail" else []
 
 
-def run_worker(*, submission_root, images, scratch, limits, isolation):
+def run_worker(*, submission_root, images, scratch, limits, isolation, checks=None, checks_timeout_s=0):
     """
     Run the worker on one submission and collect what it sends back.
 
     Inputs:
     - submission_root: Folder holding the submission's models/ and exercise_code/
     - images: A uint8 .npy file of shape (N, 96, 96), the test images (no labels)
-    - scratch: An empty folder this run may use
-    - limits: jail.Limits
+    - scratch: A folder this run may use, empty but for what checks names in scratch/work
+    - limits: jail.Limits of the model's run: its deadline is limits.timeout_s
     - isolation: "jail", "user" or "none" (checked by detect_isolation)
+    - checks: None, or the trusted checks' spec (grader/trusted_checks.py, Probes.spec) for the worker
+      to run after it has sent its result; their files are in scratch/work
+    - checks_timeout_s: Wall-clock seconds the checks get, from when the result is there
 
     Returns:
-    - WorkerRun
+    - WorkerRun. Its report is the result file as it was when the worker ended or, with checks,
+      once it held a result (then the checks run, in their own time): the model never gets it.
     """
     jailed, as_user = isolation == "jail", isolation == "user"
     scratch, work = Path(scratch), Path(scratch) / "work"
-    (work / "tmp").mkdir(parents=True)
+    (work / "tmp").mkdir(parents=True, exist_ok=True)
     uid = jail.new_uid() if jailed or as_user else None
-    worker = scratch / WORKER.name   # a copy: the grader's own folder may be root's alone (on a platform)
-    shutil.copyfile(WORKER, worker)
-    worker.chmod(0o644)
+    # Copies: the grader's own folder may be root's alone (on a platform).
+    copies = [scratch / source.name for source in ((WORKER, CHECK_WORKER) if checks else (WORKER,))]
+    for copy in copies:
+        shutil.copyfile(Path(__file__).with_name(copy.name), copy)
+        copy.chmod(0o644)
+    worker = copies[0]
+    if checks:
+        checks = {**checks, "worker": str(copies[1]), "submission": str(submission_root), "model_entry": MODEL_ENTRY}
+    run_limits = replace(limits, timeout_s=limits.timeout_s + checks_timeout_s) if checks else limits
     if as_user:   # scratch stays root's: the uid may pass through it, not list it or change it
         scratch.chmod(0o711)
         for private in (work, submission_root):   # that uid's alone: another student's uid cannot read them
@@ -100,7 +112,7 @@ def run_worker(*, submission_root, images, scratch, limits, isolation):
                      for name in ("result", "stdout", "stderr")}
             spec = {"result_fd": files["result"].fileno(), "stage_fd": stage_write, "threads": limits.threads,
                     "batch_size": 64, "submission": str(submission_root), "images": str(images),
-                    "model_entry": MODEL_ENTRY}
+                    "model_entry": MODEL_ENTRY, "checks": checks}
             command = [sys.executable, "-I", "-B", str(worker), json.dumps(spec)]
             inherited = (stage_write, spec["result_fd"])
             if jailed:
@@ -108,24 +120,29 @@ def run_worker(*, submission_root, images, scratch, limits, isolation):
                 ours.callback(os.close, seccomp)
                 inherited += (seccomp,)
                 jail.give_to(work, uid)
-                command = jail.jail_command(command, limits=limits, chdir=work, writable=[work], uid=uid,
-                                            read_only=[submission_root, images, worker], seccomp_fd=seccomp)
+                command = jail.jail_command(command, limits=run_limits, chdir=work, writable=[work], uid=uid,
+                                            read_only=[submission_root, images, *copies], seccomp_fd=seccomp)
             elif as_user:
-                command = jail.limited_command(command, limits=limits, uid=uid)
+                command = jail.limited_command(command, limits=run_limits, uid=uid)
             start = time.perf_counter()
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=files["stdout"], stderr=files["stderr"],
                 pass_fds=inherited, env=env, cwd=work,
                 start_new_session=True,   # one process group: a timeout kills all of it
-                preexec_fn=None if uid is not None else lambda: jail.apply_limits(limits))   # else prlimit does
+                preexec_fn=None if uid is not None else lambda: jail.apply_limits(run_limits))   # else prlimit does
         try:
-            timed_out = _wait(process, limits.timeout_s)
-        finally:
+            report, timed_out, running = _wait(process, limits.timeout_s, scratch / "result", poll=bool(checks))
+            seconds = time.perf_counter() - start   # the model's: never the checks'
+            if running and not timed_out:   # it sent its result and runs the checks, in their own time
+                _ended(process, checks_timeout_s)
+        finally:   # on a timeout, when interrupted, and for what a finished worker left running (in the
+            _kill(process)   # jail, those die with its PID namespace when bwrap goes): never leave a process behind
             if as_user:   # what it left running in a session of its own, which the process group kill missed
                 jail.kill_uid(uid)
         stages = _stages(_drain(stage_pipe))
-    return WorkerRun(report=_report(_head(scratch / "result", RESULT_CAP)), stage=stages[-1] if stages else None,
-                     student_code_ran="import" in stages, seconds=time.perf_counter() - start, timed_out=timed_out,
+        stages = stages[:stages.index("checks")] if "checks" in stages else stages   # the model's stages
+    return WorkerRun(report=report, stage=stages[-1] if stages else None,
+                     student_code_ran="import" in stages, seconds=seconds, timed_out=timed_out,
                      exit_code=process.returncode, signal_name=_signal_name(process.returncode, uid is not None),
                      stderr=_tail(scratch / "stderr"), stdout=_tail(scratch / "stdout"))
 
@@ -143,19 +160,44 @@ def detect_isolation(choice="jail"):
         raise IsolationError(str(error)) from None
 
 
-def _wait(process, timeout_s):
-    """Wait for the worker until timeout_s; then kill its whole process group. Returns whether it timed out."""
+def _wait(process, timeout_s, result, poll):
+    """
+    Wait for the worker until timeout_s or, polling (a worker that runs the checks next), only
+    until its result file holds a result.
+
+    Returns:
+    - (the worker's report: when it ended, or the first its result file held; whether it timed out;
+      whether it is still running)
+    """
+    deadline, size = time.monotonic() + timeout_s, 0
+    while True:
+        if _ended(process, max(min(POLL_S, deadline - time.monotonic()), 0) if poll else timeout_s):
+            return _report(_head(result, RESULT_CAP)), False, False
+        if poll and result.stat().st_size != size:   # being written, or written
+            size = result.stat().st_size
+            report = _report(_head(result, RESULT_CAP))
+            if report is not None:
+                return report, False, True
+        if time.monotonic() >= deadline:
+            return _report(_head(result, RESULT_CAP)), True, True
+
+
+def _ended(process, timeout_s):
+    """Wait up to timeout_s for the worker; whether it ended."""
     try:
         process.wait(timeout=timeout_s)
-        return False
-    except subprocess.TimeoutExpired:
         return True
-    finally:  # on a timeout, when interrupted, and for what a finished worker left running (in the
-        try:  # jail, those die with its PID namespace when bwrap goes): never leave a process behind
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _kill(process):
+    """Kill the worker's whole process group, and wait for the worker."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def _private(path, flags):

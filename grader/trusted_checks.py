@@ -11,11 +11,13 @@ every failure is enough). So the points of these cells come from here instead:
     spatial_batchnorm_forward_checks     spatial_batchnorm_forward  the reference layers.py
     spatial_batchnorm_backward_checks    ..._backward               the reference layers.py
 
-run_checks makes fresh random inputs, runs the student's functions on them in
-the jail (grader/check_worker.py), gets back raw outputs only, and compares
-them here with what the instructor's code computes. A cell earns its points
-when every check of it passes, as in nbgrader, where any failed assert costs
-the cell.
+Probes makes fresh random inputs, the student's functions run on them in the
+jail (grader/check_worker.py), only raw outputs come back, and Probes.compare
+checks them here against what the instructor's code computes. A cell earns its
+points when every check of it passes, as in nbgrader, where any failed assert
+costs the cell. The probes run in the model's worker when the grader is asked
+for the checks with the model (grader.api.grade(checks=...)), and in a jailed
+process of their own by run_checks, for what that worker did not bring back.
 """
 import json
 import secrets
@@ -59,6 +61,64 @@ class Fail(Exception):
     """A check that failed; the message says what was found and what was expected."""
 
 
+@dataclass
+class Probes:
+    """
+    One run of the probes of some cells: fresh inputs, written to a folder the jail may
+    write, and what our own code made of them, to compare the probes' outputs with.
+
+    - cells: The grade_ids (keys of CELLS)
+    - folder: Holds inputs.npz, data/ (the dataset's CSVs) and result.jsonl (the probes' lines)
+    - inputs, data: As make_inputs returns them
+    """
+    cells: list
+    folder: Path
+    inputs: dict
+    data: dict
+
+    @classmethod
+    def make(cls, cells, folder):
+        """Probes for cells (those not in CELLS are left out), with new random inputs in folder (created)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True)
+        rng = np.random.default_rng(secrets.randbits(64))   # new inputs every time: no answer can be stored
+        return cls([cell for cell in cells if cell in CELLS], folder, *make_inputs(rng, folder))
+
+    def spec(self):
+        """What the worker needs (grader/check_worker.py, run_probes), but the submission's place."""
+        return {"inputs": str(self.folder / "inputs.npz"), "data_dir": str(self.folder / "data"),
+                "probes": [CELLS[cell] for cell in self.cells], "result": str(self.folder / "result.jsonl")}
+
+    def lines(self):
+        """{probe: the worker's line for it} of the probes it finished, from result.jsonl (the first line of each)."""
+        found = {}
+        for line in _read_lines(self.folder / "result.jsonl"):
+            if line.get("probe") in self.spec()["probes"]:
+                found.setdefault(line["probe"], line)
+        return found
+
+    def after_model(self, submission, timeout_s, sent):
+        """
+        {grade_id: CheckResult} of the probes the model's worker (grader/worker.py) ran after
+        sending its result (sent: whether it did), for the submission folder they ran on. The first
+        it did not finish hung or crashed it, and fails; those after it are left out (run them with
+        run_checks), as are all of them when it never sent its result (it never started them).
+        """
+        lines = self.lines()
+        done = [cell for cell in self.cells if CELLS[cell] in lines]
+        if sent and len(done) < len(self.cells):
+            done.append(next(cell for cell in self.cells if cell not in done))
+        return self.compare(lines, submission, timeout_s, done)
+
+    def compare(self, lines, submission, timeout_s, cells=None):
+        """
+        {grade_id: CheckResult} of cells (default: all of them), from lines {probe: line} (a probe
+        missing from lines never ended: its cell fails), for the submission folder they ran on.
+        """
+        return {cell: _compare(cell, lines.get(CELLS[cell]), submission, self.inputs, self.data, timeout_s)
+                for cell in (self.cells if cells is None else cells)}
+
+
 def run_checks(submission, cells, *, isolation, scratch=None, limits=LIMITS):
     """
     Run the trusted checks of some graded cells on one submission.
@@ -77,21 +137,19 @@ def run_checks(submission, cells, *, isolation, scratch=None, limits=LIMITS):
     cells = [cell for cell in cells if cell in CELLS]
     if not cells:
         return {}
-    rng = np.random.default_rng(secrets.randbits(64))   # new inputs every time: no answer can be stored
+    if isolation not in ("jail", "none"):
+        raise ValueError(f"the trusted checks run in the jail, or without it when asked for by name (not {isolation!r})")
     with tempfile.TemporaryDirectory(prefix="checks-", dir=scratch) as folder:
         try:
             unpack(submission, Path(folder) / "submission")
         except CheckFailed as error:
             return {cell: CheckResult(passed=False, lines=[f"FAIL {error}"]) for cell in cells}
         submission = find_submission_root(Path(folder) / "submission")
-        work = Path(folder) / "work"
-        work.mkdir()
-        inputs, data = make_inputs(rng, work)
-        outputs = _probe(submission, work, [CELLS[cell] for cell in cells], isolation, limits)
-        return {cell: _compare(cell, outputs.get(CELLS[cell]), submission, inputs, data, limits) for cell in cells}
+        probes = Probes.make(cells, Path(folder) / "work")
+        return probes.compare(_probe(submission, probes, isolation, limits), submission, limits.timeout_s)
 
 
-def _compare(cell, report, submission, inputs, data, limits):
+def _compare(cell, report, submission, inputs, data, timeout_s):
     """The CheckResult of one cell, from the worker's line for its probe (None: the probe never ended)."""
     probe = CELLS[cell]
     result = CheckResult(passed=True)
@@ -99,7 +157,7 @@ def _compare(cell, report, submission, inputs, data, limits):
         if probe == "model":   # the file first: its limits are checked by our code, on the file
             result.lines.append(_check_model_file(submission))
         if report is None:
-            raise Fail(f"your code did not finish this check in time ({limits.timeout_s:g} s) or crashed")
+            raise Fail(f"your code did not finish this check in time ({timeout_s:g} s) or crashed")
         if not report.get("ok"):
             raise Fail(f"your code raised {str(report.get('error', 'an error')).strip()[:1500]}")
         COMPARE[probe](report["outputs"], inputs, data, result.lines)
@@ -118,7 +176,7 @@ def make_inputs(rng, work):
 
     Inputs:
     - rng: numpy Generator
-    - work: Folder the jail may write; the dataset goes to work/data
+    - work: Folder the jail may write (it exists); the dataset goes to work/data
 
     Returns a tuple of:
     - inputs: Dict of arrays, also saved as work/inputs.npz for the worker
@@ -154,7 +212,7 @@ def _write_csv(rng, path, rows):
     return read_keypoints_csv(path)
 
 
-def _probe(submission, work, probes, isolation, limits):
+def _probe(submission, probes, isolation, limits):
     """
     Run the probes in the check worker, a fresh jailed process at a time: if one
     hangs or crashes, it alone fails and the rest run again in a new process.
@@ -162,20 +220,17 @@ def _probe(submission, work, probes, isolation, limits):
     Returns:
     - Dict probe -> the worker's line for it ({"ok": ..., "outputs" or "error": ...}); missing if it never ended
     """
-    done, todo = {}, list(probes)
+    done, todo, work = {}, probes.spec()["probes"], probes.folder
     while todo:
-        result = work / "result.jsonl"
-        result.unlink(missing_ok=True)
-        spec = {"submission": str(submission), "inputs": str(work / "inputs.npz"), "data_dir": str(work / "data"),
-                "probes": todo, "result": str(result), "model_entry": MODEL_ENTRY}
+        spec = {**probes.spec(), "probes": todo, "submission": str(submission), "model_entry": MODEL_ENTRY}
+        Path(spec["result"]).unlink(missing_ok=True)
         command = [sys.executable, "-I", "-B", str(WORKER), json.dumps(spec)]
         run = _run(command, submission, work, isolation, limits)
-        lines = _read_lines(result)
         if run is not None and "bwrap:" in run.stderr[-2000:]:   # the jail itself failed: our problem, not theirs
             raise RuntimeError(f"the check worker's jail failed: {run.stderr[-500:]}")
-        for line in lines:
-            if line.get("probe") in todo and line["probe"] not in done:
-                done[line["probe"]] = line
+        for probe, line in probes.lines().items():
+            if probe in todo and probe not in done:
+                done[probe] = line
         finished = [p for p in todo if p in done]
         if len(finished) < len(todo):   # the next probe hung or crashed: it fails, the others go on
             done[todo[len(finished)]] = None

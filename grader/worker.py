@@ -19,6 +19,12 @@ result file:
     {"ok": true, "shape": [N, 30], "predictions": [N * 30 floats], "timings": {...}}
     {"ok": false, "stage": "import" | "model_file" | "build" | "load" | "predict",
      "error": "ValueError: ...", "traceback": "...", "out_of_memory": false}
+
+When the spec has "checks", the worker then enters the stage "checks" and runs the
+trusted checks' probes (grader/check_worker.py) on the grader's inputs, in this
+same process: one start of Python and torch per submission instead of two.
+sandbox.py takes the result as it was at the model's deadline, so the time the
+checks get is never time for the model.
 """
 import json
 import os
@@ -103,11 +109,27 @@ def predict(spec, stages):
             "timings": timings}
 
 
+def run_checks(checks):
+    """The trusted checks' probes (grader/check_worker.py, copied beside this file), into checks["result"]."""
+    import importlib.util
+
+    found = importlib.util.spec_from_file_location("check_worker", checks["worker"])
+    check_worker = importlib.util.module_from_spec(found)
+    found.loader.exec_module(check_worker)
+    with open(checks["result"], "w") as out:
+        check_worker.run_probes(checks, out)
+
+
 def main(argv):
     spec = json.loads(argv[1])
-    result = predict(spec, os.fdopen(spec["stage_fd"], "w"))
+    stages = os.fdopen(spec["stage_fd"], "w")
+    result = predict(spec, stages)
     with os.fdopen(spec["result_fd"], "w") as out:
         out.write(json.dumps(result) + "\n")
+    if spec.get("checks"):   # the result is sent: whatever the checks do now cannot change it
+        stages.write(json.dumps({"stage": "checks"}) + "\n")
+        stages.flush()
+        run_checks(spec["checks"])
     os._exit(0)  # skip atexit handlers and threads the student's code may have left behind
 
 

@@ -208,10 +208,11 @@ def test_autograded_folders_and_export_flags_are_the_same(courses, run):
 
 def test_the_gradebook_process_takes_the_workers_kernel_runs(courses):
     """Did the one process that wrote the gradebook take every kernel run from the workers (local processes,
-    or the Dask cluster's), running none again?"""
-    found = re.search(r"Taken from the workers: (\d+) kernel runs.*done again: (\d+) kernel runs", courses["output"])
+    or the Dask cluster's), running none again? (This course has no trusted checks: see test_nbgrader_course.)"""
+    found = re.search(r"Taken from the workers: (\d+) kernel runs.*: (\d+) submissions' trusted checks; done "
+                      r"again here: (\d+) kernel runs, (\d+) submissions' checks", courses["output"])
     assert found, courses["output"]
-    assert (int(found[1]), int(found[2])) == (len(CLASS), 0)
+    assert [int(n) for n in found.groups()] == [len(CLASS), 0, 0, 0]
     run = courses["cluster_run"]
     assert (run.replayed.get(("loaded", "kernel")), run.replayed.get(("computed", "kernel"))) == (len(CLASS), None)
     assert not run.failed and set(run.seconds) == {"models", "students", "gradebook"} and run.on_workers

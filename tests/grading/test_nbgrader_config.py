@@ -115,7 +115,7 @@ def test_a_submission_is_checked_once_for_all_its_notebooks(tmp_path, monkeypatc
         folder.mkdir()
         (folder / "layers.py").write_text(text)
     def checked(folder):
-        return nbgrader_plugins._checked(folder, submission_sha256(folder), "jail", tmp_path)
+        return nbgrader_plugins._checked(folder, submission_sha256(folder), "jail", tmp_path, {})
 
     first = checked(alice)   # notebook 1
     assert checked(alice) == first and len(runs) == 1   # notebook 2
@@ -123,3 +123,30 @@ def test_a_submission_is_checked_once_for_all_its_notebooks(tmp_path, monkeypatc
     checked(bob)
     (alice / "layers.py").write_text("changed")
     assert set(checked(alice).values()) == {3} and len(runs) == 3
+
+
+def test_checks_come_from_the_model_result_of_that_very_submission(tmp_path, monkeypatch):
+    """Are the checks in a model's result used only for the same submission (SHA-256) and isolation, and
+    does the check worker then run just the cells the result lacks?"""
+    from grader import nbgrader_plugins
+    from grader.trusted_checks import CELLS, CheckResult
+    from grader.unpack import submission_sha256
+
+    runs = []
+    monkeypatch.setattr(nbgrader_plugins, "run_checks", lambda submission, cells, **kwargs: (
+        runs.append(sorted(cells)), {cell: CheckResult(passed=False) for cell in cells})[1])
+    carol = tmp_path / "carol"
+    carol.mkdir()
+    (carol / "layers.py").write_text("c")
+    digest = submission_sha256(carol)
+    verdicts = {cell: {"passed": True, "lines": [f"PASS {cell}"]} for cell in CELLS}
+    model = {"source_sha256": digest, "isolation": "jail", "trusted_checks": verdicts}
+    assert nbgrader_plugins._checks_of({**model, "source_sha256": "0" * 64}, digest, "jail") == {}
+    assert nbgrader_plugins._checks_of({**model, "isolation": "none"}, digest, "jail") == {}
+    assert nbgrader_plugins._checks_of({**model, "trusted_checks": None}, digest, "jail") == {}
+    found = nbgrader_plugins._checks_of(model, digest, "jail")
+    assert found == {cell: CheckResult(True, [f"PASS {cell}"]) for cell in CELLS}
+    partial = {cell: found[cell] for cell in ("dataset_checks", "model_checks")}
+    results = nbgrader_plugins._checked(carol, digest, "jail", tmp_path, partial)
+    assert runs == [sorted(set(CELLS) - set(partial))]
+    assert {cell: r.passed for cell, r in results.items()} == {cell: cell in partial for cell in CELLS}

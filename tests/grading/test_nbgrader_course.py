@@ -235,6 +235,15 @@ def all_files(folder):
     return [path for path in Path(folder).rglob("*") if path.is_file()]
 
 
+def test_the_class_autograde_took_every_check_from_the_models_batch(course):
+    """Did the process that wrote the gradebook find every submission's trusted checks in its model's result
+    (computed by the model's worker, in step 1), running no check worker itself?"""
+    found = re.search(r"from the models' results: (\d+) submissions' trusted checks; done again here: (\d+) kernel "
+                      r"runs, (\d+) submissions' checks", course["autograde_log"])
+    assert found, course["autograde_log"][-3000:]
+    assert int(found[1]) > 0 and (int(found[2]), int(found[3])) == (0, 0)
+
+
 def test_zip_collect_puts_each_file_where_the_notebooks_expect_it(course):
     """Does zip_collect place notebooks, exercise_code/ and models/ in each student's assignment folder?"""
     submitted = course["root"] / "course" / "submitted"
@@ -299,8 +308,10 @@ def test_mallory_found_no_labels_and_wrote_nowhere(course):
     read, landed = mallory_read(notebook_text(course, "mallory"))   # her kernel: it may read the training data
     assert landed == 0 and read and all(Path(p).parent.name == "facial_keypoints" for p in read), read
     result = json.loads((course["root"] / "course" / "model_grades" / "mallory.json").read_text())
-    worker_said = "".join(test["output"] for test in result["tests"])   # the model worker: the test images only
-    assert mallory_read(worker_said) == ([], 0)
+    # The model worker: the test images (no labels), and the small CSVs of random faces the grader made for
+    # the trusted checks it runs next (grader/trusted_checks.py), in its own work folder. Nothing else.
+    read, landed = mallory_read("".join(test["output"] for test in result["tests"]))
+    assert landed == 0 and all(Path(p).parent.parts[-3:] == ("work", "checks", "data") for p in read), read
     hidden = FacialKeypointsDataset(course["hidden"], use_cache=False)
     assert f"{evaluate_model(course['models']['mallory'], hidden):.2f}" in model_score_output(course, "mallory")
 
