@@ -60,7 +60,7 @@ class ClusterError(RuntimeError):
 @dataclass(frozen=True)
 class TaskSpec:
     """What a task needs besides the submission and the images (no labels); scratch: where its scratch folder
-    goes on a local cluster (None: the worker's temporary folder)."""
+    goes on a local cluster (None: the worker's temporary folder); checks: Context.checks."""
     limits: Limits
     isolation: str
     scratch: str | None = None
