@@ -23,8 +23,8 @@ result file:
 When the spec has "checks", the worker then enters the stage "checks" and runs the
 trusted checks' probes (grader/check_worker.py) on the grader's inputs, in this
 same process: one start of Python and torch per submission instead of two.
-sandbox.py takes the result as it was at the model's deadline, so the time the
-checks get is never time for the model.
+sandbox.py takes the result as soon as it is written, and the checks' time starts
+then: it is never time for the model.
 """
 import json
 import os
