@@ -73,6 +73,13 @@ def test_missing_submission_is_a_usage_error(tmp_path, hidden_subset, capsys):
     assert "typo.zip: no such file or folder" in capsys.readouterr().err
 
 
+def test_unknown_checks_are_refused_before_grading(tmp_path, hidden_subset):
+    """Is a trusted check that does not exist (a typo) refused, saying which ones there are, with nothing written?"""
+    with pytest.raises(GradingConfigError, match=r"the trusted checks are \['dataset_checks'.*\['datset_checks'\]"):
+        grade(submissions=[tmp_path], test_data=hidden_subset, out_dir=tmp_path / "out", checks=("datset_checks",))
+    assert not (tmp_path / "out").exists()
+
+
 def test_hidden_data_inside_the_jail_is_refused():
     """Would the grader refuse to run if the test file sat where the jail shows files (inside Python's prefix)?"""
     with pytest.raises(GradingConfigError, match="which the worker can read"):
