@@ -98,9 +98,11 @@ def grade(*, submissions, test_data, out_dir, jobs=1, timeout_s=120, memory_mb=4
         raise GradingConfigError(f"Need jobs >= 1, timeout_s > 0 and memory_mb >= 256 "
                                  f"(got {jobs}, {timeout_s}, {memory_mb})")
     unknown = set(checks) - set(CHECK_CELLS)
-    if unknown or (checks and isolation == "user"):
-        raise GradingConfigError(f"checks: the trusted checks are {sorted(CHECK_CELLS)} (got {sorted(unknown)}), "
-                                 "and run in the jail or, asked for by name, without it (not as 'user')")
+    if unknown:
+        raise GradingConfigError(f"checks: the trusted checks are {sorted(CHECK_CELLS)}; got {sorted(unknown)}")
+    if checks and isolation == "user":
+        raise GradingConfigError("checks: the trusted checks run in the jail or, asked for by name, without it "
+                                 "(isolation 'none'), never with isolation 'user'")
     if isolation == "none":
         warnings.warn(f"Grading with isolation 'none', as asked: {DESCRIPTIONS['none']}.")
     test_csv = test_csv_path(test_data)

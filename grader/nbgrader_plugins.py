@@ -120,6 +120,10 @@ class TrustedGrades(NbGraderPreprocessor):
         problem = hidden_data_problem(self.test_data, os.environ.get(DATA_ENV))
         if problem:
             stop_autograde(problem, resources, self.config)
+        if Replay(parent=self).record:   # a class autograde's worker: its step 1 graded every cell already,
+            resources[METADATA] = {"isolation": isolation, "model_sha256": None, "grades": {   # and its notebooks
+                cell: (0.0, "Graded by the process that writes the gradebook\n") for cell in cells}}   # are thrown away
+            return nb, resources
         student, assignment = resources["nbgrader"]["student"], resources["nbgrader"]["assignment"]
         coursedir = CourseDirectory(config=self.config)
         submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment))
@@ -138,8 +142,6 @@ class TrustedGrades(NbGraderPreprocessor):
 
     def grade(self, student, submission, cells, isolation, scratch):
         """{grade_id: (points, text for the student)} for the cells, from the copy of the submission."""
-        if Replay(parent=self).record:   # a class autograde's worker: its step 1 graded them all already
-            return {cell: (0.0, "Graded by the process that writes the gradebook\n") for cell in cells}
         grades, model = {}, None
         if MODEL_SCORE_CELL in cells:
             points = float(cells[MODEL_SCORE_CELL].metadata.nbgrader["points"])

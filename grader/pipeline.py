@@ -182,7 +182,7 @@ def all_checks(work):
         if missing:
             found.update(run_checks(work.root or work.source, missing, isolation=work.context.isolation,
                                     scratch=work.scratch))
-    except Exception:   # the jail failed, say: TrustedGrades runs them again, and stops the autograde if it must
+    except RuntimeError:   # the check worker's jail failed: TrustedGrades runs them again, and stops if it fails
         return None
     return found
 
@@ -266,17 +266,17 @@ def make_result(name, work, passed, failure=None, grader_error=None):
                             points, rule.max_points, output))
         else:
             rows.append(Row(step.title, status, 0.0, 0.0, output))
-    checks = {"trusted_checks": work.checks and {cell: asdict(result) for cell, result in work.checks.items()}}
+    extra = {"source": str(work.source), "isolation": context.isolation,
+             "isolation_text": DESCRIPTIONS[context.isolation], "timings": work.timings, "key": context.key,
+             "points_rule": rule.as_dict(), "points_rule_text": rule.describe(), "test_images": context.count,
+             "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "keypoint_errors_px": work.keypoint_errors if failure is None else None, "grader_error": grader_error}
+    if context.checks:   # None when they could not run
+        extra["trusted_checks"] = work.checks and {cell: asdict(result) for cell, result in work.checks.items()}
     return Result(
         submission=name, score=points, max_points=rule.max_points, raw_score=raw_score,
         output=rows[-1].output if failure is None else messages.NOT_SCORED_SUMMARY.format(message=failure),
-        tests=rows, execution_time=work.timings.get("total_s", 0.0),
-        extra={"source": str(work.source), "isolation": context.isolation,
-               "isolation_text": DESCRIPTIONS[context.isolation], "timings": work.timings, "key": context.key,
-               "points_rule": rule.as_dict(), "points_rule_text": rule.describe(), "test_images": context.count,
-               "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "keypoint_errors_px": work.keypoint_errors if failure is None else None,
-               "grader_error": grader_error, **(checks if context.checks else {})})
+        tests=rows, execution_time=work.timings.get("total_s", 0.0), extra=extra)
 
 
 def grader_failure(error, reason=None):

@@ -87,10 +87,11 @@ def run_worker(*, submission_root, images, scratch, limits, isolation, checks=No
     (work / "tmp").mkdir(parents=True, exist_ok=True)
     uid = jail.new_uid() if jailed or as_user else None
     # Copies: the grader's own folder may be root's alone (on a platform).
-    copies = [scratch / source.name for source in ((WORKER, CHECK_WORKER) if checks else (WORKER,))]
-    for copy in copies:
-        shutil.copyfile(Path(__file__).with_name(copy.name), copy)
-        copy.chmod(0o644)
+    copies = []
+    for source in (WORKER, CHECK_WORKER) if checks else (WORKER,):
+        copies.append(scratch / source.name)
+        shutil.copyfile(source, copies[-1])
+        copies[-1].chmod(0o644)
     worker = copies[0]
     if checks:
         checks = {**checks, "worker": str(copies[1]), "submission": str(submission_root), "model_entry": MODEL_ENTRY}

@@ -91,9 +91,9 @@ class Probes:
 
     def lines(self):
         """{probe: the worker's line for it} of the probes it finished, from result.jsonl (the first line of each)."""
-        found = {}
+        found, probes = {}, {CELLS[cell] for cell in self.cells}
         for line in _read_lines(self.folder / "result.jsonl"):
-            if line.get("probe") in self.spec()["probes"]:
+            if line.get("probe") in probes:
                 found.setdefault(line["probe"], line)
         return found
 

@@ -75,8 +75,22 @@ def test_missing_submission_is_a_usage_error(tmp_path, hidden_subset, capsys):
 
 def test_unknown_checks_are_refused_before_grading(tmp_path, hidden_subset):
     """Is a trusted check that does not exist (a typo) refused, saying which ones there are, with nothing written?"""
-    with pytest.raises(GradingConfigError, match=r"the trusted checks are \['dataset_checks'.*\['datset_checks'\]"):
+    with pytest.raises(GradingConfigError, match=r"the trusted checks are \[.dataset_checks.*; got \[.datset_checks.\]"):
         grade(submissions=[tmp_path], test_data=hidden_subset, out_dir=tmp_path / "out", checks=("datset_checks",))
+    assert not (tmp_path / "out").exists()
+
+
+def test_checks_as_another_user_are_refused(tmp_path, hidden_subset):
+    """Isolation "user" (a platform's container) has no jail for the check worker: are checks refused there?"""
+    from grader.sandbox import IsolationError, detect_isolation
+
+    try:
+        detect_isolation("user")
+    except IsolationError as error:
+        pytest.skip(f"isolation 'user' cannot start here: {error}")
+    with pytest.raises(GradingConfigError, match="never with isolation 'user'"):
+        grade(submissions=[tmp_path], test_data=hidden_subset, out_dir=tmp_path / "out", isolation="user",
+              checks=("dataset_checks",))
     assert not (tmp_path / "out").exists()
 
 
