@@ -41,14 +41,16 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbgrader.converters import Autograde
 from traitlets.config.loader import KVArgParseConfigLoader, PyFileConfigLoader
 
 from . import jail, replay
-from .kernel_jail import DATA_ENV, StudentCodeIsolation
+from .kernel_jail import DATA_ENV, JailedExecute, StudentCodeIsolation
 from .nbgrader_plugins import MODEL_SCORE_CELL, TrustedGrades, hidden_data_problem
 from .unpack import find_submission_root
 
 STOPPED = "nbgrader autograde stopped"   # kernel_jail.stop_autograde: the whole run must stop
+KERNEL_STEP = (JailedExecute, f"{JailedExecute.__module__}.{JailedExecute.__name__}")   # as a config names it
 
 
 class ClassAutogradeError(RuntimeError):
@@ -200,12 +202,22 @@ def shared_engines(engines):
         nbgrader.api.create_engine = create_engine
 
 
-def nbgrader_api(course, args):
-    """A CourseAPI configured as `nbgrader ... <args>` run in the course folder would be."""
+def nbgrader_api(course, args, record=False):
+    """
+    A CourseAPI configured as `nbgrader ... <args>` run in the course folder would be.
+    With record: as a step-2 worker's (Replay.record on), whose autograde stops after the
+    kernel's step: what the steps after it write is thrown away (a third of a second each).
+    """
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
     config.merge(KVArgParseConfigLoader(argv=list(args)).load_config())
     if "root" not in config.get("CourseDirectory", {}):
         config.CourseDirectory.root = str(course)
+    if record:
+        config.Replay.record = True
+        steps = list(config.Autograde.get("autograde_preprocessors", Autograde.autograde_preprocessors.default()))
+        kernel = [n for n, step in enumerate(steps) if step in KERNEL_STEP]
+        if kernel:
+            config.Autograde.autograde_preprocessors = steps[:kernel[0] + 1]
     return CourseAPI(course, config)
 
 

@@ -121,8 +121,8 @@ def autograde_here(course, assignment, student):
     if course not in _here:   # once per worker process: its own gradebook
         gradebook = Path(course.scratch) / f"gradebook-{os.getpid()}.db"
         shutil.copyfile(course.gradebook, gradebook)
-        _here[course] = nbgrader_api(Path(course.folder), [*course.args, f"--CourseDirectory.db_url=sqlite:///{gradebook}",
-                                                           "--Replay.record=True"])
+        _here[course] = nbgrader_api(Path(course.folder), [*course.args, f"--CourseDirectory.db_url=sqlite:///{gradebook}"],
+                                     record=True)
     result = _here[course].autograde(assignment, student, force=True, create=True)
     return {"success": result["success"], "error": result.get("error", ""), "records": {}}
 
@@ -202,7 +202,7 @@ def autograde_on_worker(course, assignment, student, submission):
         api = nbgrader_api(root, [*course.args, f"--CourseDirectory.root={root}",
                                   *(f"--CourseDirectory.{name}={folder}" for name, folder in LAYOUT.items()),
                                   f"--CourseDirectory.db_url=sqlite:///{root / 'gradebook.db'}",
-                                  f"--Replay.folder={replay}", "--Replay.record=True"])
+                                  f"--Replay.folder={replay}"], record=True)
         coursedir = api.coursedir
         with zipfile.ZipFile(io.BytesIO(course.source)) as archive:
             archive.extractall(coursedir.format_path(coursedir.source_directory, ".", assignment))

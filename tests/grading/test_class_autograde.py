@@ -331,3 +331,19 @@ def test_a_worker_whose_kernels_would_differ_is_refused(monkeypatch):
     monkeypatch.setenv(DATA_ENV, "/elsewhere/facial_keypoints")
     problem = worker_problem("jail", here, KERNEL_NAME)
     assert "/elsewhere/facial_keypoints" in problem and "start the worker with the same values" in problem
+
+
+def test_a_worker_stops_its_autograde_after_the_kernel_step(tmp_path):
+    """A step-2 worker keeps only what the kernel's step records: does its nbgrader stop after JailedExecute
+    (nothing after it is kept), while the process that writes the gradebook runs every step?"""
+    from grader.class_autograde import nbgrader_api
+    from grader.release import REPO_ROOT
+
+    full = nbgrader_api(REPO_ROOT, []).config
+    worker = nbgrader_api(REPO_ROOT, [], record=True).config
+    steps = full.Autograde.autograde_preprocessors
+    assert worker.Replay.record is True and "Replay" not in full
+    assert worker.Autograde.autograde_preprocessors == steps[:steps.index("grader.kernel_jail.JailedExecute") + 1]
+    assert len(steps) > len(worker.Autograde.autograde_preprocessors) + 3   # LimitOutput, SaveAutoGrades, ...
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")   # nbgrader's own steps: nothing to cut
+    assert "autograde_preprocessors" not in nbgrader_api(tmp_path, [], record=True).config.Autograde

@@ -467,6 +467,36 @@ def test_config_reaches_the_provisioner_through_the_kernel_manager(kernelspec, i
         plain.shutdown_kernel(now=True)
 
 
+@pytest.mark.jail
+def test_the_kernel_is_ready_without_a_pause_and_its_cells_get_their_own_outputs(kernelspec, isolation):
+    """
+    JailedExecute's client (PromptKernelClient) skips jupyter_client's 0.2 s of silence on IOPub
+    after kernel_info: do the first cells still get exactly their own outputs, none of kernel_info's?
+    """
+    nb = execute("print('first')", "print('second')\n1 + 1")
+    assert [output.get("text") for output in nb.cells[0].outputs] == ["first\n"]
+    assert [output.output_type for output in nb.cells[1].outputs] == ["stream", "execute_result"]
+    assert nb.cells[1].outputs[1].data["text/plain"] == "2"
+    km = JailedExecute().create_kernel_manager()
+    assert isinstance(km.client(), kernel_jail.PromptKernelClient)
+
+
+@pytest.mark.jail
+def test_a_kernel_that_dies_at_start_is_recorded_not_waited_for(kernelspec, isolation, tmp_path, monkeypatch):
+    """A kernel that exits before it answers kernel_info: does the notebook say so, at once, instead of hanging?"""
+    spec = tmp_path / "kernels" / "dies"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-c", "import sys; sys.exit(3)", "{connection_file}"], "display_name": "x",
+        "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    started = time.monotonic()
+    nb = execute("print('never')", config={"Execute": {"kernel_name": "dies"}, "JailedExecute": {"kernel_name": "dies"}})
+    assert time.monotonic() - started < 30
+    assert "Kernel died before replying to kernel_info" in nb.metadata[METADATA_KEY]["kernel_error"]
+    assert nb.metadata[METADATA_KEY]["isolation"] == "jail"
+
+
 # --- What is left afterwards.
 
 @pytest.mark.jail
