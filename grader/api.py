@@ -18,6 +18,7 @@ import re
 import shutil
 import sys
 import tempfile
+import uuid
 import warnings
 from pathlib import Path
 
@@ -25,8 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import cluster
-from . import jail
+from . import cluster, forkserver, jail
 from .jail import DESCRIPTIONS, Limits
 from .pipeline import Context, finish, grader_failed
 from .points import PointsRule
@@ -141,14 +141,15 @@ def _grade_all(todo, results, data, out_dir, settings, jobs, scheduler, scratch_
     write each result as soon as it is done."""
     if scratch_dir is not None:
         Path(scratch_dir).mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix="grader-run-", dir=scratch_dir))
+    run_dir, context = Path(tempfile.mkdtemp(prefix="grader-run-", dir=scratch_dir)), None
     try:
         images = run_dir / "images.npy"
         np.save(images, data.images)                        # images only: the labels stay in this process
         images.chmod(0o644)                                 # the worker's unprivileged user reads it
         run_dir.chmod(0o711)                                # and may pass through, never list (isolation "user")
         targets = pixels_to_unit(torch.from_numpy(data.keypoints)).numpy()   # (N, 15, 2), as the dataset
-        context = Context(images=images, count=len(targets), targets=targets, scratch=run_dir, **settings)
+        context = Context(images=images, count=len(targets), targets=targets, scratch=run_dir,
+                          batch=f"{run_dir.name}-{uuid.uuid4().hex}", **settings)
         sources = {name: (source, digest) for name, source, digest in todo}
         with cluster.runner(jobs, scheduler) as run, \
                 tqdm(total=len(todo), unit="submission", disable=not progress, file=sys.stderr) as bar:
@@ -166,6 +167,8 @@ def _grade_all(todo, results, data, out_dir, settings, jobs, scheduler, scratch_
     except cluster.ClusterError as error:
         raise GradingConfigError(str(error)) from None
     finally:
+        if context is not None:   # its fork servers, here (jobs=1, or the local cluster's threads)
+            forkserver.close_batch(context.batch)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import forkserver
 from .errors import CheckFailed
 from .jail import Limits
 from .pipeline import Context, Outcome, grader_failure, predict
@@ -60,11 +61,12 @@ class ClusterError(RuntimeError):
 @dataclass(frozen=True)
 class TaskSpec:
     """What a task needs besides the submission and the images (no labels); scratch: where its scratch folder
-    goes on a local cluster (None: the worker's temporary folder); checks: Context.checks."""
+    goes on a local cluster (None: the worker's temporary folder); checks, batch: Context's."""
     limits: Limits
     isolation: str
     scratch: str | None = None
     checks: tuple = ()
+    batch: str = ""
 
 
 @contextmanager
@@ -140,7 +142,7 @@ def _on_cluster(client, todo, context, local):
     require_workers(client, jail_problem, context.isolation)
     images = shared(client, np.load(context.images), "test-images")
     spec = TaskSpec(limits=context.limits, isolation=context.isolation, scratch=str(context.scratch) if local else None,
-                    checks=context.checks)
+                    checks=context.checks, batch=context.batch)
 
     def submit(item):
         name, source = item
@@ -163,6 +165,7 @@ def _on_cluster(client, todo, context, local):
         except Exception as error:   # the task raised twice: a bug of ours, or a broken worker
             outcome = _failed(error)
         yield name, outcome
+    client.run(forkserver.close_batch, context.batch, on_error="ignore")   # the workers' jails of this batch
 
 
 def in_flight(client, items, submit):
@@ -252,7 +255,7 @@ def predict_on_worker(payload, filename, images, spec):
         np.save(images_path, images)
         images_path.chmod(0o644)   # the jailed worker's unprivileged user reads it
         context = Context(images=images_path, count=len(images), scratch=scratch, limits=spec.limits,
-                          isolation=isolation, checks=spec.checks)
+                          isolation=isolation, checks=spec.checks, batch=spec.batch)
         return predict(source, context)
 
 

@@ -2,7 +2,8 @@
 The one jail for student code: bubblewrap (`bwrap`, Debian package `bubblewrap`).
 
 Everything that runs a student's code goes through `jail_command`: the model
-worker of `python -m grader` (grader/sandbox.py), the check worker
+worker of `python -m grader` (grader/sandbox.py; one jail per batch, whose
+zygote forks a child per submission: grader/forkserver.py), the check worker
 (grader/trusted_checks.py) and every notebook kernel of `nbgrader autograde`
 (grader/kernel_jail.py). What a jailed process gets:
 
@@ -266,6 +267,20 @@ def give_to(path, uid):
     for root, dirs, files in os.walk(path):
         for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
             os.lchown(name, uid, uid)
+
+
+def remove_folder(folder):
+    """Remove a folder a jail wrote in, whatever the jailed code did to its modes (folders it made unreadable)."""
+    if os.geteuid() != 0:   # root reads and deletes anything; another user must make the folders its own again
+        for root, dirs, _ in os.walk(folder):
+            for name in dirs:
+                path = os.path.join(root, name)
+                if not os.path.islink(path):
+                    try:
+                        os.chmod(path, 0o700)
+                    except OSError:
+                        pass
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def seccomp_fd():

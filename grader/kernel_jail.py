@@ -170,7 +170,7 @@ class JailedProvisioner(LocalProvisioner):
     def _remove_folder(self):
         self._close_seccomp()
         if self.folder is not None:
-            remove_folder(self.folder)
+            jail.remove_folder(self.folder)
             self.folder = None
 
 
@@ -246,25 +246,11 @@ def sweep_stale_folders(log=None):
         except (ValueError, OSError):
             continue
         if mine and pid.isdigit() and _owner_tag(int(pid)) != f"{pid}-{tag}":
-            remove_folder(folder)
+            jail.remove_folder(folder)
             removed.append(folder)
             if log:
                 log.info("Removed the stale kernel folder %s", folder)
     return removed
-
-
-def remove_folder(folder):
-    """Remove a per-kernel folder, whatever the kernel did to its modes (folders it made unreadable)."""
-    if os.geteuid() != 0:   # root reads and deletes anything; another user must make the folders its own again
-        for root, dirs, _ in os.walk(folder):
-            for name in dirs:
-                path = os.path.join(root, name)
-                if not os.path.islink(path):
-                    try:
-                        os.chmod(path, 0o700)
-                    except OSError:
-                        pass
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _owner_tag(pid):

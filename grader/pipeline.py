@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import messages
+from . import forkserver, messages
 from .errors import CheckFailed, GraderError
 from .jail import DESCRIPTIONS, Limits
 from .messages import TITLES
@@ -63,6 +63,9 @@ class Context:
     - points: PointsRule (None where only predict() runs)
     - key: Identifies the test data and points rule (results with another key are regraded)
     - checks: grade_ids of the notebooks' trusted checks to run with the model (trusted_checks.CELLS)
+    - batch: Names the batch (one grade() call): its submissions share a fork server per thread
+      (grader/forkserver.py; isolation "jail"), which grade() closes at the end. "": each
+      submission gets one of its own, closed when it is done
     """
     images: Path
     count: int
@@ -73,6 +76,7 @@ class Context:
     points: PointsRule | None = None
     key: str | None = None
     checks: tuple = ()
+    batch: str = ""
 
 
 @dataclass
@@ -166,6 +170,8 @@ def predict(source, context):
             if context.checks:
                 outcome.checks = all_checks(work)
             shutil.rmtree(work.scratch, ignore_errors=True)
+        if not context.batch:   # a batch of one
+            forkserver.close_batch(context.batch)
     work.timings["total_s"] = round(time.perf_counter() - start, 3)
     return outcome
 
@@ -313,9 +319,13 @@ def run_code(work):
     if not (work.root / "exercise_code" / "networks").is_dir():
         raise CheckFailed("code", messages.NO_NETWORKS)
     context = work.context
-    probes = Probes.make(context.checks, work.scratch / "work" / "checks") if context.checks else None
-    run = work.run = run_worker(submission_root=work.root, images=context.images, scratch=work.scratch,
-                                limits=context.limits, isolation=context.isolation,
+    server = None
+    if context.isolation == "jail":   # beside the run's scratch folder, which outlives the batch's submissions
+        server = forkserver.server_for(context.batch, context.images, context.limits, context.scratch.parent)
+    root, folder = server.prepare(work.root) if server else (work.root, work.scratch / "work")
+    probes = Probes.make(context.checks, folder / "checks") if context.checks else None
+    run = work.run = run_worker(submission_root=root, images=context.images, scratch=work.scratch, work=folder,
+                                limits=context.limits, isolation=context.isolation, server=server,
                                 checks=probes and probes.spec(), checks_timeout_s=CHECK_LIMITS.timeout_s)
     if probes:   # all_checks runs those it did not finish
         work.checks = probes.after_model(work.root, CHECK_LIMITS.timeout_s, sent=run.report is not None)

@@ -2,10 +2,12 @@
 Step 4: run grader/worker.py on one submission, in the jail (grader/jail.py),
 and collect what it sends back.
 
-The worker sees the system and Python read-only, the submission and the test
-images (no labels) read-only, its own writable work folder, and nothing else:
-no network, no other process, no hidden data, no results. It runs as a fresh
-unprivileged uid under rlimits and a wall-clock kill (see grader/jail.py).
+In the jail, the worker is a child of the batch's fork server (grader/forkserver.py):
+a jailed zygote that imported torch once forks it, and makes sure nothing of it is
+left for the next submission. It sees the system and Python read-only, the test
+images (no labels) read-only, its copy of the submission and its own work folder,
+and nothing else: no network, no other process, no hidden data, no results. It
+runs as an unprivileged uid under rlimits and a wall-clock kill (see grader/jail.py).
 
 Isolation "user" (asked for by name, by the platform adapters, where the jail
 cannot start) runs the same worker, copied beside its work folder, as a fresh
@@ -30,6 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import jail
+from .forkserver import Child
 from .trusted import MODEL_ENTRY
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -64,37 +67,48 @@ def exposed_paths(isolation):
     return ["/usr", *jail.python_paths()] if isolation == "jail" else []
 
 
-def run_worker(*, submission_root, images, scratch, limits, isolation, checks=None, checks_timeout_s=0):
+def run_worker(*, submission_root, images, scratch, work, limits, isolation, server=None, checks=None,
+               checks_timeout_s=0):
     """
     Run the worker on one submission and collect what it sends back.
 
     Inputs:
-    - submission_root: Folder holding the submission's models/ and exercise_code/
-    - images: A uint8 .npy file of shape (N, 96, 96), the test images (no labels)
-    - scratch: A folder this run may use, empty but for what checks names in scratch/work
+    - submission_root: Folder holding the submission's models/ and exercise_code/ (with a server,
+      its copy in the server's slot: ForkServer.prepare)
+    - images: A uint8 .npy file of shape (N, 96, 96), the test images (no labels); with a server,
+      the server's copy is used
+    - scratch: A folder of this run, never shown to the worker: the files it writes through its
+      descriptors (result, stdout, stderr) go there
+    - work: The worker's working folder, holding what checks names (scratch/work; with a server,
+      ForkServer.prepare's)
     - limits: jail.Limits of the model's run: its deadline is limits.timeout_s
-    - isolation: "jail", "user" or "none" (checked by detect_isolation)
+    - isolation: "jail" (in the server's jail), "user" or "none" (checked by detect_isolation)
+    - server: The forkserver.ForkServer whose zygote forks the worker: isolation "jail" only, and required
     - checks: None, or the trusted checks' spec (grader/trusted_checks.py, Probes.spec) for the worker
-      to run after it has sent its result; their files are in scratch/work
+      to run after it has sent its result; their files are in work
     - checks_timeout_s: Wall-clock seconds the checks get, from when the result is there
 
     Returns:
     - WorkerRun. Its report is the result file as it was when the worker ended or, with checks,
       once it held a result (then the checks run, in their own time): the model never gets it.
     """
-    jailed, as_user = isolation == "jail", isolation == "user"
-    scratch, work = Path(scratch), Path(scratch) / "work"
+    if (isolation == "jail") != (server is not None):
+        raise ValueError(f"isolation {isolation!r} with{'out' if server is None else ''} a fork server")
+    as_user = isolation == "user"
+    scratch, work = Path(scratch), Path(work)
     (work / "tmp").mkdir(parents=True, exist_ok=True)
-    uid = jail.new_uid() if jailed or as_user else None
-    # Copies: the grader's own folder may be root's alone (on a platform).
-    copies = []
-    for source in (WORKER, CHECK_WORKER) if checks else (WORKER,):
-        copies.append(scratch / source.name)
-        shutil.copyfile(source, copies[-1])
-        copies[-1].chmod(0o644)
-    worker = copies[0]
+    uid = jail.new_uid() if as_user else None
+    if server:
+        worker, check_worker, images = server.worker, server.check_worker, server.images
+        jail.give_to(work, server.uid)   # the checks' files, made since prepare
+    else:   # copies: the grader's own folder may be root's alone (on a platform)
+        worker, check_worker = scratch / WORKER.name, scratch / CHECK_WORKER.name
+        for source, copy in ((WORKER, worker), (CHECK_WORKER, check_worker)):
+            shutil.copyfile(source, copy)
+            copy.chmod(0o644)
     if checks:
-        checks = {**checks, "worker": str(copies[1]), "submission": str(submission_root), "model_entry": MODEL_ENTRY}
+        checks = {**checks, "worker": str(check_worker), "submission": str(submission_root),
+                  "model_entry": MODEL_ENTRY}
     run_limits = replace(limits, timeout_s=limits.timeout_s + checks_timeout_s) if checks else limits
     if as_user:   # scratch stays root's: the uid may pass through it, not list it or change it
         scratch.chmod(0o711)
@@ -114,37 +128,33 @@ def run_worker(*, submission_root, images, scratch, limits, isolation, checks=No
             spec = {"result_fd": files["result"].fileno(), "stage_fd": stage_write, "threads": limits.threads,
                     "batch_size": 64, "submission": str(submission_root), "images": str(images),
                     "model_entry": MODEL_ENTRY, "checks": checks}
-            command = [sys.executable, "-I", "-B", str(worker), json.dumps(spec)]
-            inherited = (stage_write, spec["result_fd"])
-            if jailed:
-                seccomp = jail.seccomp_fd()
-                ours.callback(os.close, seccomp)
-                inherited += (seccomp,)
-                jail.give_to(work, uid)
-                command = jail.jail_command(command, limits=run_limits, chdir=work, writable=[work], uid=uid,
-                                            read_only=[submission_root, images, *copies], seccomp_fd=seccomp)
-            elif as_user:
-                command = jail.limited_command(command, limits=run_limits, uid=uid)
             start = time.perf_counter()
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=files["stdout"], stderr=files["stderr"],
-                pass_fds=inherited, env=env, cwd=work,
-                start_new_session=True,   # one process group: a timeout kills all of it
-                preexec_fn=None if uid is not None else lambda: jail.apply_limits(run_limits))   # else prlimit does
+            if server:
+                process = server.run(spec, (files["result"].fileno(), stage_write, files["stdout"].fileno(),
+                                            files["stderr"].fileno()), run_limits.cpu_seconds(), work)
+            else:
+                command = [sys.executable, "-I", "-B", str(worker), json.dumps(spec)]
+                if as_user:
+                    command = jail.limited_command(command, limits=run_limits, uid=uid)
+                process = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=files["stdout"], stderr=files["stderr"],
+                    pass_fds=(stage_write, spec["result_fd"]), env=env, cwd=work,
+                    start_new_session=True,   # one process group: a timeout kills all of it
+                    preexec_fn=None if as_user else lambda: jail.apply_limits(run_limits))   # else prlimit does
         try:
             report, timed_out, running = _wait(process, limits.timeout_s, scratch / "result", poll=bool(checks))
             seconds = time.perf_counter() - start   # the model's: never the checks'
             if running and not timed_out:   # it sent its result and runs the checks, in their own time
                 _ended(process, checks_timeout_s)
         finally:   # on a timeout, when interrupted, and for what a finished worker left running (in the
-            _kill(process)   # jail, those die with its PID namespace when bwrap goes): never leave a process behind
+            _kill(process)   # jail, the zygote kills those): never leave a process behind
             if as_user:   # what it left running in a session of its own, which the process group kill missed
                 jail.kill_uid(uid)
         stages = _stages(_drain(stage_pipe))
         stages = stages[:stages.index("checks")] if "checks" in stages else stages   # the model's stages
     return WorkerRun(report=report, stage=stages[-1] if stages else None,
                      student_code_ran="import" in stages, seconds=seconds, timed_out=timed_out,
-                     exit_code=process.returncode, signal_name=_signal_name(process.returncode, uid is not None),
+                     exit_code=process.returncode, signal_name=_signal_name(process.returncode, as_user),
                      stderr=_tail(scratch / "stderr"), stdout=_tail(scratch / "stdout"))
 
 
@@ -193,7 +203,10 @@ def _ended(process, timeout_s):
 
 
 def _kill(process):
-    """Kill the worker's whole process group, and wait for the worker."""
+    """Kill the worker's whole process group, and wait for the worker (a fork server's child: see Child.kill)."""
+    if isinstance(process, Child):
+        process.kill()
+        return
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -259,7 +272,7 @@ def _tail(path):
 
 
 def _signal_name(code, wrapped):
-    """The signal that ended the student's process: -N from Popen, 128+N through `timeout` (jail and user)."""
+    """The signal that ended the student's process: -N from Popen or a fork server, 128+N through `timeout` (user)."""
     if code is None or code == 0:
         return None
     number = -code if code < 0 else code - 128 if wrapped and code > 128 else None

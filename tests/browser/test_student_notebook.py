@@ -73,8 +73,12 @@ def read_cells(page, ids):
 
 
 def saved_notebook(path):
-    """The notebook at path once JupyterLab has saved it with its outputs, else None."""
-    notebook = nbformat.read(path, as_version=4)
+    """The notebook at path once JupyterLab has saved it with its outputs, else None (also while it writes
+    the file: jupyter_server's "atomic" save backs the file up, then writes it in place)."""
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except nbformat.reader.NotJSONError:
+        return None
     return notebook if any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code") else None
 
 
