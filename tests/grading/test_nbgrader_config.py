@@ -150,3 +150,23 @@ def test_checks_come_from_the_model_result_of_that_very_submission(tmp_path, mon
     results = nbgrader_plugins._checked(carol, digest, "jail", tmp_path, partial)
     assert runs == [sorted(set(CELLS) - set(partial))]
     assert {cell: r.passed for cell, r in results.items()} == {cell: cell in partial for cell in CELLS}
+
+
+def test_autograde_checks_each_notebook_once_and_still_refuses_a_broken_one(course):
+    """The config has nbconvert check a notebook against the schema once, after autograde's last step, not
+    after each: does autograde's exporter do so, and does a step that breaks the notebook still fail it?"""
+    from nbconvert.preprocessors import Preprocessor
+    from nbgrader.converters import Autograde
+
+    config = load_config(course)
+    exporter = Autograde.class_traits()["exporter_class"].default()(config=config)   # as nbgrader makes it
+    assert exporter.optimistic_validation
+
+    class Breaks(Preprocessor):
+        def preprocess(self, nb, resources):
+            nb.cells[0]["cell_type"] = "not a cell type"
+            return nb, resources
+
+    exporter.register_preprocessor(Breaks, enabled=True)
+    with pytest.raises(nbformat.ValidationError):
+        exporter.from_notebook_node(new_notebook(cells=[new_markdown_cell("# A notebook")]))
