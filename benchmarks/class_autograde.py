@@ -108,8 +108,12 @@ def cell_grades(root):
 def timed(argv, cwd, env):
     start = time.perf_counter()
     run = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-    if run.returncode != 0:
-        sys.exit(f"{' '.join(map(str, argv[:4]))} failed:\n{run.stdout[-3000:]}{run.stderr[-3000:]}")
+    if run.returncode != 0:   # its whole output goes to a file: the first error is rarely in the tail
+        fd, log = tempfile.mkstemp(prefix="class-autograde-failed-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{run.stdout}\n--- stderr ---\n{run.stderr}")
+        sys.exit(f"{' '.join(map(str, argv[:4]))} failed (all its output: {log}):\n{run.stdout[-3000:]}"
+                 f"{run.stderr[-3000:]}")
     return time.perf_counter() - start, run.stdout
 
 

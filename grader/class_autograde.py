@@ -114,8 +114,8 @@ def autograde_class(assignment, *, test_data, jobs=1, scheduler=None, force=Fals
             # Step 2's workers start first: a local cluster's are copies of this process (cluster.connect),
             # made before step 1 reads the hidden data.
             with _workers(jobs, scheduler) if run.on_workers else nullcontext() as client:
-                with _timed(run.seconds, "models"):
-                    _score_models(api, assignment, students, jobs, scheduler)
+                with _timed(run.seconds, "models"):   # on step 2's workers, idle until then (never the labels)
+                    _score_models(api, assignment, students, jobs, scheduler or (client and client.scheduler.address))
                 replay.SEEN.clear()
                 with _timed(run.seconds, "students"):
                     recorded = _record(client, api, nbgrader_args, assignment, students, scheduler, gradebook,

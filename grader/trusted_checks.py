@@ -44,6 +44,7 @@ RESULT_BYTES = 32 * 2 ** 20          # more than any honest probe writes
 EPS, MOMENTUM, WARMUP_PASSES = 1e-5, 0.9, 50
 FORWARD_LIMIT, GRADIENT_LIMIT = 1e-6, 1e-6   # as the students' own checks (exercise_code/checks)
 TRAIN_ROWS, VAL_ROWS = 8, 4
+PIXEL_TEXT = [str(value) for value in range(256)]   # a pixel's text in a CSV's Image column (str() of each is slow)
 
 
 @dataclass
@@ -207,7 +208,8 @@ def _write_csv(rng, path, rows):
     keypoints = rng.uniform(5, 90, (rows, 30))
     images = rng.integers(0, 256, (rows, 96 * 96))
     lines = [",".join(KEYPOINT_COLUMNS + ["Image"])]
-    lines += [",".join(f"{v:.3f}" for v in k) + "," + " ".join(map(str, image)) for k, image in zip(keypoints, images)]
+    lines += [",".join(f"{v:.3f}" for v in k) + "," + " ".join([PIXEL_TEXT[v] for v in image])
+              for k, image in zip(keypoints, images.tolist())]
     path.write_text("\n".join(lines) + "\n")
     return read_keypoints_csv(path)
 
