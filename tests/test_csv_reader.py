@@ -1,4 +1,6 @@
 """Reading the CSV format: correct values, and a clear error for every kind of bad file."""
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,3 +119,36 @@ def test_missing_file(tmp_path):
     """Is a missing file a FileNotFoundError naming it?"""
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         read_keypoints_csv(tmp_path / "nope.csv")
+
+
+def test_reading_never_turns_warnings_into_errors(make_csv, monkeypatch):
+    """The grader reads CSVs on several threads at once (the trusted checks' inputs), and a process's
+    warning filters are shared by all its threads: a thread's temporary "error" filter, restored out of
+    order by another, once turned every later warning of a class autograde into an exception. Does the
+    reader refuse a bad image without a warning and without ever setting such a filter?"""
+    bad = make_csv("bad.csv", edit=_set(2, 30, " ".join(["7"] * 9215 + ["abc"])))
+    good = make_csv("good.csv")
+
+    made_errors = []
+    for name in ("simplefilter", "filterwarnings"):   # pandas' own "ignore" filters are none of ours
+        honest = getattr(warnings, name)
+        monkeypatch.setattr(warnings, name, lambda action, *args, honest=honest, **kwargs: (
+            made_errors.append(action) if action == "error" else None, honest(action, *args, **kwargs))[1])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert len(read_keypoints_csv(good).images) == 3
+        with pytest.raises(DataFormatError) as error:
+            read_keypoints_csv(bad)
+    monkeypatch.undo()
+    assert made_errors == []
+    assert_mentions(error, "line 4", "'abc'")
+    assert seen == []
+
+
+def test_a_plus_sign_or_a_dash_in_an_image_is_a_bad_pixel(make_csv):
+    """Only digits and spaces make an image: '+7' and '7-3' are named as bad pixels."""
+    for name, token in (("plus.csv", "+7"), ("dash.csv", "7-3")):
+        path = make_csv(name, edit=_set(0, 30, " ".join([token] + ["7"] * 9215)))
+        with pytest.raises(DataFormatError) as error:
+            read_keypoints_csv(path)
+        assert_mentions(error, "line 2", repr(token))

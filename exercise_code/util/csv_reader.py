@@ -9,7 +9,6 @@ We parse the whole file in one vectorized pass, which is fast, and only when tha
 pass finds something wrong do we walk the rows one by one to say exactly which row
 is bad and why.
 """
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 KEYPOINT_MIN, KEYPOINT_MAX = -0.5, IMAGE_SIZE - 0.5
 _MISSING = {"", "nan", "NaN", "NA"}
 _FIRST_DATA_LINE = 2  # line 1 is the header
+_DIGITS_AND_SPACES = b"0123456789 \t\n\r\x0b\x0c"  # what an Image may hold
 
 
 class DataFormatError(ValueError):
@@ -152,13 +152,14 @@ def _parse_images(path, image_strings, lines):
     # One C-level parse of all rows, with -1 after each row as an end marker, so
     # the row lengths can be checked without splitting every row in Python.
     joined = " -1 ".join(image_strings) + " -1"
+    # numpy warns, and stops, at text it cannot parse: only digits, spaces and our end markers
+    # go to it (so the warning filters, which all threads share, are never touched).
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # numpy warns, or raises, on text it cannot parse
-            flat = np.fromstring(joined, dtype=np.int64, sep=" ")
-    except (ValueError, DeprecationWarning):
-        flat = None
-    if flat is not None:
+        rest = joined.encode("ascii").translate(None, _DIGITS_AND_SPACES)
+    except UnicodeEncodeError:
+        rest = None
+    if rest == b"-" * n:
+        flat = np.fromstring(joined, dtype=np.int64, sep=" ")
         ends = np.flatnonzero(flat == -1)
         if (len(ends) == n and np.all(np.diff(ends, prepend=-1) == NUM_PIXELS + 1)
                 and flat.max() <= 255 and np.count_nonzero(flat < 0) == n):
