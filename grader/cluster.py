@@ -3,7 +3,7 @@ Where grade() runs the steps before the score (pipeline.predict): here, or on Da
 
     jobs=1, no scheduler     in this process, one submission after another
     jobs=N                   a local Dask cluster in this process: N workers of one thread each
-                             (each submission's code runs in a jailed process of its own), and
+                             (each submission's code runs in a jailed child of its own: grader/forkserver.py), and
                              nothing listening on the network
     scheduler=ADDRESS        a running Dask cluster ("tcp://host:8786", "tls://host:8786"; see the
                              README: started by hand, on Slurm or on Kubernetes)

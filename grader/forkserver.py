@@ -4,11 +4,11 @@ once and forks a child per submission, where a fresh jailed process would start
 Python and torch again (about 1.5 CPU-seconds each, the larger part of a
 submission's grading).
 
-    server = server_for(batch, images, limits)    # this thread's, started when needed
-    submission, work = server.prepare(root)       # its slot, emptied, with a copy of the submission
-    child = server.run(spec, fds, cpu_s, work)    # wait(timeout), returncode, kill(), as a Popen's
+    server, (submission, work) = prepared(root, batch, images, limits)
+    # this thread's server (started when needed), its slot emptied, with a copy of the submission
+    child = server.run(spec, fds, cpu_s, work)   # wait(timeout), returncode, kill(), as a Popen's
     ...
-    close_batch(batch)                            # when the batch is done
+    close_batch(batch)                           # when the batch is done
 
 The jail is the one every jailed process gets (grader/jail.py). It shows the
 zygote's copies of grader/zygote.py, worker.py and check_worker.py and of the
@@ -118,17 +118,27 @@ class ForkServer:
     def prepare(self, submission_root):
         """
         Empty the slot and copy a submission into it, for the next run. Call it only once the
-        last child is done (its wait() returned) or killed.
+        last child is done (its wait() returned) or killed. Raises ForkServerError, and kills the
+        jail, if the slot cannot be emptied (server_for then starts a new one).
 
         Returns:
         - (the copy of the submission, the work folder: empty, the child's working folder)
         """
         self.runs += 1
         run = self.slot / f"run-{self.runs}"
-        for old in self.slot.iterdir():
-            jail.remove_folder(old)
-        if any(self.slot.iterdir()):
-            raise ForkServerError(f"could not empty the slot {self.slot}")
+        try:   # whatever the last child left there: folders of any mode, files, links
+            self.slot.chmod(0o755)
+            for old in self.slot.iterdir():
+                if old.is_dir() and not old.is_symlink():
+                    jail.remove_folder(old)
+                else:
+                    old.unlink()
+            left = list(self.slot.iterdir())
+        except OSError as error:
+            left = [error]
+        if left:   # never show it to another submission: this jail is done
+            self.kill()
+            raise ForkServerError(f"could not empty the slot {self.slot}: {left[0]}")
         submission, work = run / "unpacked", run / "work"
         shutil.copytree(submission_root, submission, symlinks=True)   # unpacked and checked: plain files
         (work / "tmp").mkdir(parents=True)
@@ -223,6 +233,19 @@ def server_for(batch, images, limits, parent=None):
     _local.server = None
     _local.server = ForkServer(batch, images, limits, parent)
     return _local.server
+
+
+def prepared(submission_root, batch, images, limits, parent=None):
+    """
+    (this thread's ForkServer for batch, (the submission's copy, the work folder)): server_for's
+    server, prepared for the submission; a new one if the last child left the slot unusable.
+    """
+    try:
+        server = server_for(batch, images, limits, parent)
+        return server, server.prepare(submission_root)
+    except ForkServerError:   # it killed itself: server_for starts another
+        server = server_for(batch, images, limits, parent)
+        return server, server.prepare(submission_root)
 
 
 def close_batch(batch):

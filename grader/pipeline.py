@@ -319,10 +319,10 @@ def run_code(work):
     if not (work.root / "exercise_code" / "networks").is_dir():
         raise CheckFailed("code", messages.NO_NETWORKS)
     context = work.context
-    server = None
-    if context.isolation == "jail":   # beside the run's scratch folder, which outlives the batch's submissions
-        server = forkserver.server_for(context.batch, context.images, context.limits, context.scratch.parent)
-    root, folder = server.prepare(work.root) if server else (work.root, work.scratch / "work")
+    root, folder, server = work.root, work.scratch / "work", None
+    if context.isolation == "jail":
+        server, (root, folder) = forkserver.prepared(work.root, context.batch, context.images, context.limits,
+                                                     context.scratch.parent)   # outlives the batch's submissions
     probes = Probes.make(context.checks, folder / "checks") if context.checks else None
     run = work.run = run_worker(submission_root=root, images=context.images, scratch=work.scratch, work=folder,
                                 limits=context.limits, isolation=context.isolation, server=server,

@@ -1,8 +1,11 @@
 """
 The worker: runs one submission's KeypointModel on the test images and sends back
-its predictions. grader/sandbox.py starts it, inside the jail (grader/jail.py), as
+its predictions. grader/sandbox.py starts it as
 
     python -I -B grader/worker.py SPEC_JSON
+
+or, in the jail (grader/jail.py), has the batch's zygote (grader/zygote.py) fork it
+and call main() with the same argv.
 
 SPEC_JSON says where the submission and the images are, and which file
 descriptors take the stages (a pipe) and the result (a file the grader reads
@@ -22,7 +25,8 @@ result file:
 
 When the spec has "checks", the worker then enters the stage "checks" and runs the
 trusted checks' probes (grader/check_worker.py) on the grader's inputs, in this
-same process: one start of Python and torch per submission instead of two.
+same process: one start of Python and torch per submission instead of two (none, in
+the jail: there this process is a fork of the batch's zygote, grader/zygote.py).
 sandbox.py takes the result as soon as it is written, and the checks' time starts
 then: it is never time for the model.
 """

@@ -4,7 +4,9 @@ forks a child per submission. Hostile submissions try, for real, to reach the ne
 graded in the same jail: a process left running, files in every writable place, System V shared
 memory, the zygote's memory and descriptors, killing or stopping the zygote. Each reports what it
 managed by raising at import, which its result shows; the next submission, an observer, reports
-what it finds; an honest model graded after them must score as it does alone.
+what it finds; an honest model graded after them must score as it does alone. What a child leaves
+in the folder the grader empties (a file, a link, a folder of mode 0, the folder made read-only)
+must not stop the next one.
 """
 import json
 import os
@@ -37,6 +39,13 @@ subprocess.Popen([sys.executable, "-c", "import time\\nwhile True: time.sleep(0.
 for path in {PLANTED_FILES!r}:
     with open(path, "w") as f:
         f.write("left for the next student")
+slot = os.path.dirname(os.path.dirname(os.getcwd()))   # the folder the grader empties before the next one
+with open(os.path.join(slot, "planted-file"), "w") as f:
+    f.write("for the grader to trip on")
+os.symlink("/etc", os.path.join(slot, "planted-link"))
+os.mkdir(os.path.join(slot, "planted-folder"))
+os.chmod(os.path.join(slot, "planted-folder"), 0)
+os.chmod(slot, 0o500)
 shm = ctypes.CDLL(None, use_errno=True).shmget({SHM_KEY}, 4096, 0o1666)   # IPC_CREAT
 tried = {{}}
 for name, attempt in [("mem", lambda: open(f"/proc/{{zygote}}/mem", "r+b").close()),
