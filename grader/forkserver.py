@@ -41,7 +41,7 @@ from . import jail
 
 ZYGOTE = Path(__file__).with_name("zygote.py")
 WORKER = Path(__file__).with_name("worker.py")
-CHECK_WORKER = Path(__file__).with_name("check_worker.py")
+CHECK_WORKER = Path(__file__).with_name("check_worker.py")   # its probes, when the worker runs the checks too
 START_TIMEOUT_S = 120        # Python and torch, on a loaded machine
 LIFETIME_S = 24 * 3600       # the jail's own wall-clock kill: a safety net, batches end long before
 MESSAGE_BYTES = 1 << 20
@@ -75,7 +75,7 @@ class ForkServer:
         self.slot.mkdir()
         self.uid = jail.new_uid()
         try:
-            copies = [self._copy(source) for source in (ZYGOTE, WORKER, CHECK_WORKER, images)]
+            copies = [readable_copy(source, self.folder) for source in (ZYGOTE, WORKER, CHECK_WORKER, images)]
             self.worker, self.check_worker, self.images = copies[1:]
             self._start(copies, limits)
         except BaseException:
@@ -83,12 +83,6 @@ class ForkServer:
             raise
         with _lock:
             _servers.add(self)
-
-    def _copy(self, source):
-        copy = self.folder / Path(source).name
-        shutil.copyfile(source, copy)
-        copy.chmod(0o644)   # the jail's uid reads it
-        return copy
 
     def _start(self, copies, limits):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -240,12 +234,21 @@ def prepared(submission_root, batch, images, limits, parent=None):
     (this thread's ForkServer for batch, (the submission's copy, the work folder)): server_for's
     server, prepared for the submission; a new one if the last child left the slot unusable.
     """
+    server = server_for(batch, images, limits, parent)
     try:
+        return server, server.prepare(submission_root)
+    except ForkServerError:   # prepare killed that jail: server_for starts another
         server = server_for(batch, images, limits, parent)
         return server, server.prepare(submission_root)
-    except ForkServerError:   # it killed itself: server_for starts another
-        server = server_for(batch, images, limits, parent)
-        return server, server.prepare(submission_root)
+
+
+def readable_copy(source, folder):
+    """A copy of a file in folder, readable by anyone: a jail's uid reads it (the grader's own folder may
+    be root's alone, on a platform). Returns its path."""
+    copy = Path(folder) / Path(source).name
+    shutil.copyfile(source, copy)
+    copy.chmod(0o644)
+    return copy
 
 
 def close_batch(batch):

@@ -22,7 +22,6 @@ which isolation was in force.
 """
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,11 +31,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import jail
-from .forkserver import Child
+from .forkserver import CHECK_WORKER, WORKER, Child, readable_copy
 from .trusted import MODEL_ENTRY
 
-WORKER = Path(__file__).with_name("worker.py")
-CHECK_WORKER = Path(__file__).with_name("check_worker.py")   # its probes, when the worker runs the checks too
 TAIL_BYTES = 8000          # the end of stdout/stderr we keep for the student
 RESULT_CAP = 64 * 2 ** 20  # the predictions of 100,000 test faces fit
 STAGES_CAP = 1 << 16       # a handful of short lines, unless the student's code writes there too
@@ -102,10 +99,7 @@ def run_worker(*, submission_root, images, scratch, work, limits, isolation, ser
         worker, check_worker, images = server.worker, server.check_worker, server.images
         jail.give_to(work, server.uid)   # the checks' files, made since prepare
     else:   # copies: the grader's own folder may be root's alone (on a platform)
-        worker, check_worker = scratch / WORKER.name, scratch / CHECK_WORKER.name
-        for source, copy in ((WORKER, worker), (CHECK_WORKER, check_worker)):
-            shutil.copyfile(source, copy)
-            copy.chmod(0o644)
+        worker, check_worker = (readable_copy(source, scratch) for source in (WORKER, CHECK_WORKER))
     if checks:
         checks = {**checks, "worker": str(check_worker), "submission": str(submission_root),
                   "model_entry": MODEL_ENTRY}
